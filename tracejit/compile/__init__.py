@@ -1,0 +1,1 @@
+"""Turning graphs into callables: the reference interpreter, tj.function, shared, eval."""

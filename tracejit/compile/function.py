@@ -1,0 +1,277 @@
+"""tj.function, tj.In and input checking: Theano's way of compiling a graph.
+
+A compiled function owns a rewritten copy of the graph (the user's graph is
+never edited), whose inputs are the explicit inputs followed by the shared
+variables it reads. A call checks and converts its arguments, runs the
+graph, returns copies where an output would alias an input or a shared
+value, and only then applies the updates: all computed from the old values,
+none applied if the call raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from tracejit.compile.pipeline import compile_graph, resolve_mode
+from tracejit.graph.basic import Constant, SharedVariable, Variable
+from tracejit.graph.fgraph import FunctionGraph, MissingInputError
+from tracejit.graph.traversal import clone_replace, graph_inputs
+from tracejit.graph.type import TensorType
+from tracejit.graph.variable import as_tensor_variable
+
+_NO_DEFAULT = object()
+
+
+class In:
+    """A function input with an optional default value and call name (Theano's In/Param)."""
+
+    def __init__(self, variable: Variable, value: Any = _NO_DEFAULT, name: str | None = None) -> None:
+        if not isinstance(variable, Variable):
+            raise TypeError(f"In() takes a symbolic variable, got {type(variable).__name__}")
+        self.variable = variable
+        self.value = value
+        self.name = name if name is not None else variable.name
+
+    @property
+    def has_default(self) -> bool:
+        return self.value is not _NO_DEFAULT
+
+    def __repr__(self) -> str:
+        default = f", value={self.value!r}" if self.has_default else ""
+        return f"In({self.variable}{default})"
+
+
+# -- argument conversion ----------------------------------------------------------------------------
+
+def _is_python_data(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, complex, list, tuple))
+
+
+def filter_input(value: Any, type_: TensorType, label: str, allow_downcast: bool) -> np.ndarray:
+    """``value`` as an array of ``type_``, or TypeError naming the input.
+
+    NumPy data converts only where no precision is lost (``safe`` casting)
+    unless ``allow_downcast``; Python numbers and lists are weakly typed and
+    take the input's dtype when their values survive the conversion, except
+    that floats never silently become integers.
+    """
+    target = type_.dtype
+    if isinstance(value, np.ndarray):
+        array = value
+    elif isinstance(value, np.generic):
+        array = np.asarray(value)
+    elif _is_python_data(value):
+        try:
+            array = np.asarray(value)
+        except ValueError as exc:
+            raise TypeError(f"{label}: cannot convert {value!r} to an array ({exc})") from None
+        if array.dtype.kind not in "biufc":
+            raise TypeError(f"{label}: expected numbers, got {value!r}")
+        if array.dtype.name != target:
+            lossless = (array.dtype.kind in "biu" and np.dtype(target).kind in "iufc") or \
+                       (array.dtype.kind in "f" and np.dtype(target).kind in "fc") or \
+                       (array.dtype.kind == "b" and np.dtype(target).kind == "b")
+            if lossless or allow_downcast:
+                converted = array.astype(target)
+                if array.dtype.kind in "iu" and np.dtype(target).kind in "iu" and \
+                        not np.array_equal(converted, array):
+                    raise TypeError(f"{label}: values {value!r} do not fit in {target}")
+                array = converted
+    else:
+        raise TypeError(f"{label}: expected an array or a number, got {type(value).__name__}")
+    if array.dtype.name != target:
+        if allow_downcast or np.can_cast(array.dtype, target, casting="safe"):
+            array = array.astype(target)
+        else:
+            raise TypeError(
+                f"{label}: got a {array.dtype} value but the input is {target}, and the "
+                f"conversion could lose precision. Cast it (e.g. x.astype('{target}')) or "
+                f"compile with allow_input_downcast=True.")
+    problem = type_.value_fits(array)
+    if problem:
+        raise TypeError(f"{label}: {problem}")
+    return array
+
+
+def _describe_input(position: int, variable: Variable, name: str | None) -> str:
+    shown = name or variable.name
+    return f"input {position}" + (f" ({shown!r})" if shown else "") + f" [{variable.type.short_str()}]"
+
+
+# -- building -------------------------------------------------------------------------------------------
+
+def _normalize_updates(updates) -> list[tuple[SharedVariable, Variable]]:
+    if updates is None:
+        return []
+    pairs = list(updates.items()) if hasattr(updates, "items") else list(updates)
+    result: list[tuple[SharedVariable, Variable]] = []
+    seen: set[int] = set()
+    for pair in pairs:
+        try:
+            target, expr = pair
+        except (TypeError, ValueError):
+            raise TypeError("updates must be a dict or a list of (shared variable, expression) "
+                            "pairs") from None
+        if not isinstance(target, SharedVariable):
+            raise TypeError(f"update target {target!r} is not a shared variable")
+        if id(target) in seen:
+            raise ValueError(f"shared variable {target} is updated twice")
+        seen.add(id(target))
+        expr = as_tensor_variable(expr)
+        if expr.ndim != target.ndim:
+            raise TypeError(f"the update of {target} has {expr.ndim} dimensions but the "
+                            f"shared variable has {target.ndim}")
+        if expr.type.dtype != target.type.dtype:
+            if not np.can_cast(expr.type.dtype, target.type.dtype, casting="safe") and not expr.type.weak:
+                raise TypeError(
+                    f"the update of shared variable {target} is {expr.type.dtype} but the variable "
+                    f"is {target.type.dtype}; cast the update (e.g. expr.astype('{target.type.dtype}'))")
+            from tracejit.ops.elemwise import cast
+            expr = cast(expr, target.type.dtype)
+        result.append((target, expr))
+    return result
+
+
+def _normalize_givens(givens) -> dict:
+    if givens is None:
+        return {}
+    pairs = list(givens.items()) if hasattr(givens, "items") else list(givens)
+    result = {}
+    for old, new in pairs:
+        if not isinstance(old, Variable):
+            raise TypeError(f"givens keys must be variables, got {old!r}")
+        new = as_tensor_variable(new)
+        if new.type.dtype != old.type.dtype or new.ndim != old.ndim:
+            raise TypeError(f"givens: {new} ({new.type.short_str()}) cannot replace {old} "
+                            f"({old.type.short_str()})")
+        result[old] = new
+    return result
+
+
+class Function:
+    """A compiled graph, callable with arrays. Built by ``tj.function``."""
+
+    def __init__(self, inputs, outputs=None, updates=None, givens=None, mode=None,
+                 allow_input_downcast=False, name=None, device=None) -> None:
+        self.name = name
+        self.mode = resolve_mode(mode)
+        self.allow_input_downcast = bool(allow_input_downcast)
+        self.inputs = [i if isinstance(i, In) else In(i) for i in (inputs or [])]
+        for position, spec in enumerate(self.inputs):
+            if isinstance(spec.variable, (Constant, SharedVariable)) or spec.variable.owner is not None:
+                kind = ("a shared variable" if isinstance(spec.variable, SharedVariable) else
+                        "a constant" if isinstance(spec.variable, Constant) else "computed")
+                raise TypeError(f"input {position} ({spec.variable}) is {kind}; function inputs "
+                                f"must be free symbolic variables such as T.matrix('x')")
+        ids = [id(i.variable) for i in self.inputs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("the same variable is given twice as an input")
+
+        if outputs is None:
+            self._return = "none"
+            output_list: list[Variable] = []
+        elif isinstance(outputs, (list, tuple)):
+            self._return = "list"
+            output_list = [as_tensor_variable(o) for o in outputs]
+        else:
+            self._return = "single"
+            output_list = [as_tensor_variable(outputs)]
+        self.updates = _normalize_updates(updates)
+        replacements = _normalize_givens(givens)
+        exprs = output_list + [expr for _, expr in self.updates]
+        if replacements:
+            exprs = clone_replace(exprs, replacements)
+        input_vars = [i.variable for i in self.inputs]
+        leaves = graph_inputs(exprs, blockers=input_vars)
+        input_ids = set(ids)
+        used_shared = {id(v): v for v in leaves if isinstance(v, SharedVariable)}
+        for target, _ in self.updates:
+            used_shared.setdefault(id(target), target)
+        self.shared = sorted(used_shared.values(), key=lambda v: v.creation_index)
+        for leaf in leaves:
+            if leaf.owner is None and id(leaf) not in input_ids and not isinstance(
+                    leaf, (Constant, SharedVariable)):
+                raise MissingInputError(
+                    f"the outputs depend on {leaf} ({leaf.type.short_str()}), which is not among "
+                    f"the inputs; add it to the inputs or replace it through givens")
+        self.n_outputs = len(output_list)
+        fgraph = FunctionGraph(input_vars + self.shared, exprs, clone=True)
+        self.fgraph, self._runner = compile_graph(fgraph, self.mode, device)
+        self._labels = [_describe_input(p, i.variable, i.name) for p, i in enumerate(self.inputs)]
+        self._by_name = {i.name: p for p, i in enumerate(self.inputs) if i.name}
+
+    @property
+    def graph(self) -> FunctionGraph:
+        return self.fgraph
+
+    # -- calling -----------------------------------------------------------------------------------
+    def _bind(self, args: Sequence[Any], kwargs: dict) -> list[np.ndarray]:
+        n = len(self.inputs)
+        if len(args) > n:
+            raise TypeError(f"{self._title()} takes {n} inputs but {len(args)} were given")
+        values: list[Any] = list(args) + [_NO_DEFAULT] * (n - len(args))
+        for key, value in kwargs.items():
+            position = self._by_name.get(key)
+            if position is None:
+                raise TypeError(f"{self._title()} has no input named {key!r}")
+            if values[position] is not _NO_DEFAULT:
+                raise TypeError(f"{self._title()}: input {key!r} given twice")
+            values[position] = value
+        arrays = []
+        for position, (spec, value) in enumerate(zip(self.inputs, values)):
+            if value is _NO_DEFAULT:
+                if not spec.has_default:
+                    raise TypeError(f"{self._title()}: missing {self._labels[position]}")
+                value = spec.value
+            arrays.append(filter_input(value, spec.variable.type, self._labels[position],
+                                       self.allow_input_downcast))
+        return arrays
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        arrays = self._bind(args, kwargs)
+        shared_values = [s.container[0] for s in self.shared]
+        results = self._runner(arrays + shared_values)
+        protected = arrays + shared_values
+        outputs = [_unaliased(r, protected) for r in results[:self.n_outputs]]
+        _separate_repeated(outputs)
+        new_values = results[self.n_outputs:]
+        for (target, _), value in zip(self.updates, new_values):
+            if any(np.may_share_memory(value, p) for p in arrays + outputs) or \
+                    not isinstance(value, np.ndarray):
+                value = np.array(value, copy=True)
+            target.container[0] = value
+        if self._return == "single":
+            return outputs[0]
+        if self._return == "list":
+            return outputs
+        return None
+
+    def _title(self) -> str:
+        return f"function {self.name!r}" if self.name else "function"
+
+    def __repr__(self) -> str:
+        return f"<tracejit.Function {self.name or ''} inputs={[i.variable for i in self.inputs]}>"
+
+
+def _unaliased(value: Any, protected: Iterable[np.ndarray]) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        return np.asarray(value)
+    if any(np.may_share_memory(value, p) for p in protected):
+        return value.copy()
+    return value
+
+
+def _separate_repeated(outputs: list[np.ndarray]) -> None:
+    """Outputs listed twice (or viewing one another) become separate arrays."""
+    for i in range(1, len(outputs)):
+        if any(np.may_share_memory(outputs[i], outputs[j]) for j in range(i)):
+            outputs[i] = outputs[i].copy()
+
+
+def function(inputs, outputs=None, updates=None, givens=None, mode=None,
+             allow_input_downcast=False, name=None, device=None) -> Function:
+    """Compile a graph from ``inputs`` to ``outputs`` (Theano's ``function``)."""
+    return Function(inputs, outputs, updates=updates, givens=givens, mode=mode,
+                    allow_input_downcast=allow_input_downcast, name=name, device=device)
