@@ -121,6 +121,17 @@ arcsinh = None  # not in SPEC §4; kept undefined on purpose
 del arcsinh
 
 
+# NumPy names of reductions and shape operations.
+amax = max
+amin = min
+concat = concatenate
+
+
+def ravel(x):
+    """``x`` flattened to one dimension (NumPy's ``ravel``; Theano's ``flatten``)."""
+    return flatten(x, 1)
+
+
 def subtract(x, y):
     return sub(x, y)
 
@@ -216,5 +227,24 @@ def tensor(dtype: Any = None, broadcastable=None, name: str | None = None, shape
     return TensorType(dt, broadcastable, shape=shape)(name)
 
 
-__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "builtins", "np", "Any")]
 
+
+
+def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
+    """Theano's ``T.grad``: the symbolic gradient (see ``tj.grad``)."""
+    from tracejit.autodiff import grad as symbolic_grad
+    return symbolic_grad(cost, wrt, consider_constant=consider_constant,
+                         disconnected_inputs=disconnected_inputs)
+
+
+def jacobian(expression, wrt):
+    from tracejit.autodiff import jacobian as symbolic_jacobian
+    return symbolic_jacobian(expression, wrt)
+
+
+def hessian(cost, wrt):
+    from tracejit.autodiff import hessian as symbolic_hessian
+    return symbolic_hessian(cost, wrt)
+
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "builtins", "np", "Any")]

@@ -23,6 +23,11 @@ from tracejit.graph.variable import _T, as_tensor_variable
 SYMBOLIC = "?"
 
 
+class IndexOutOfBoundsError(IndexError, ValueError):
+    """An index outside its dimension: an IndexError as in NumPy, and a
+    ValueError as SPEC section 6 promises for every shape error."""
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -103,7 +108,7 @@ def _slice_length(length: int | None, start, stop, step) -> int | None:
 
 def _check_int(value, length: int | None, axis: int) -> None:
     if value is not SYMBOLIC and length is not None and not -length <= value < length:
-        raise IndexError(f"index {value} is out of bounds for axis {axis} with size {length}")
+        raise IndexOutOfBoundsError(f"index {value} is out of bounds for axis {axis} with size {length}")
 
 
 def indexed_shape(spec: tuple, x_shape: Sequence, input_shapes: Sequence[tuple]) -> tuple:
@@ -230,8 +235,19 @@ class Subtensor(Op):
 
     def perform(self, node, inputs):
         x, *values = inputs
-        out = x[numpy_index(self.spec, values)]
+        try:
+            out = x[numpy_index(self.spec, values)]
+        except IndexError as exc:
+            raise IndexOutOfBoundsError(str(exc)) from None
         return [np.asarray(out)]
+
+    def grad(self, inputs, outputs, output_grads):
+        x, *index_inputs = inputs
+        # Scatter the gradient back; integer arrays may repeat an index, so
+        # the scatter accumulates.
+        zeros = _T().zeros_like(x)
+        gx = IncSubtensor(self.spec, False)(zeros, output_grads[0], *index_inputs)
+        return [gx] + [None] * len(index_inputs)
 
 
 class IncSubtensor(Op):
@@ -283,13 +299,29 @@ class IncSubtensor(Op):
         x, y, *values = inputs
         out = np.array(x, copy=True)
         index = numpy_index(self.spec, values)
-        if self.set_instead_of_inc:
-            out[index] = y
-        elif self.advanced:
-            np.add.at(out, index, y)
-        else:
-            out[index] += y
+        try:
+            if self.set_instead_of_inc:
+                out[index] = y
+            elif self.advanced:
+                np.add.at(out, index, y)
+            else:
+                out[index] += y
+        except IndexError as exc:
+            raise IndexOutOfBoundsError(str(exc)) from None
         return [out]
+
+    def grad(self, inputs, outputs, output_grads):
+        from tracejit.autodiff.unbroadcast import sum_to_shape
+        x, y, *index_inputs = inputs
+        g = output_grads[0]
+        if self.set_instead_of_inc:
+            # The selection was overwritten: none of x's old values there survive.
+            gx = IncSubtensor(self.spec, True)(g, _T().constant(np.zeros((), g.dtype)),
+                                          *index_inputs)
+        else:
+            gx = g
+        gy = sum_to_shape(Subtensor(self.spec)(g, *index_inputs), y)
+        return [gx, gy] + [None] * len(index_inputs)
 
 
 # -- the public functions ------------------------------------------------------------------------

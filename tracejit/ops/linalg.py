@@ -56,6 +56,35 @@ class MatMul(Op):
     def perform(self, node, inputs):
         return [np.asarray(np.matmul(*inputs), dtype=node.outputs[0].type.dtype)]
 
+    def grad(self, inputs, outputs, output_grads):
+        T = _T()
+        a, b = inputs
+        g = output_grads[0]
+        if a.ndim == 1 and b.ndim == 1:
+            return [g * b, g * a]
+        # Promote 1-d operands as matmul does, differentiate, then undo.
+        a2 = a.dimshuffle("x", 0) if a.ndim == 1 else a
+        b2 = b.dimshuffle(0, "x") if b.ndim == 1 else b
+        if a.ndim == 1:
+            g = T.expand_dims(g, -2 if b.ndim > 1 else -1)
+        if b.ndim == 1:
+            g = T.expand_dims(g, -1)
+        ga = _sum_batch(matmul(g, T.swapaxes(b2, -1, -2)), a2)
+        gb = _sum_batch(matmul(T.swapaxes(a2, -1, -2), g), b2)
+        if a.ndim == 1:
+            ga = ga.dimshuffle(1)
+        if b.ndim == 1:
+            gb = gb.dimshuffle(0)
+        return [ga, gb]
+
+
+def _sum_batch(grad, x):
+    """A matmul gradient summed over the batch dimensions ``x`` was broadcast along."""
+    from tracejit.autodiff.unbroadcast import sum_to_shape
+    if grad.ndim == x.ndim and x.ndim <= 2:
+        return grad
+    return sum_to_shape(grad, x, runtime_axes=range(x.ndim - 2))
+
 
 class TensorDot(Op):
     """``np.tensordot(a, b, (axes_a, axes_b))`` with axes given as tuples."""
@@ -89,6 +118,36 @@ class TensorDot(Op):
     def perform(self, node, inputs):
         out = np.tensordot(inputs[0], inputs[1], axes=(self.axes_a, self.axes_b))
         return [np.asarray(out, dtype=node.outputs[0].type.dtype)]
+
+    def grad(self, inputs, outputs, output_grads):
+        a, b = inputs
+        g = output_grads[0]
+        free_a = [i for i in range(a.ndim) if i not in self.axes_a]
+        free_b = [j for j in range(b.ndim) if j not in self.axes_b]
+        n_free_a = len(free_a)
+        # g's dimensions are a's free ones, then b's free ones.
+        g_free_b = tuple(range(n_free_a, n_free_a + len(free_b)))
+        ga = tensordot(g, b, (g_free_b, tuple(free_b)) if free_b else 0)
+        # ga: a's free dimensions, then b's contracted ones in increasing order.
+        contracted_b = sorted(self.axes_b)
+        order_a = []
+        for i in range(a.ndim):
+            if i in free_a:
+                order_a.append(free_a.index(i))
+            else:
+                partner = self.axes_b[self.axes_a.index(i)]
+                order_a.append(n_free_a + contracted_b.index(partner))
+        gb = tensordot(a, g, (tuple(free_a), tuple(range(n_free_a))) if free_a else 0)
+        # gb: a's contracted dimensions in increasing order, then b's free ones.
+        contracted_a = sorted(self.axes_a)
+        order_b = []
+        for j in range(b.ndim):
+            if j in free_b:
+                order_b.append(len(contracted_a) + free_b.index(j))
+            else:
+                partner = self.axes_a[self.axes_b.index(j)]
+                order_b.append(contracted_a.index(partner))
+        return [_T().transpose(ga, order_a), _T().transpose(gb, order_b)]
 
 
 def matmul(a, b):

@@ -54,6 +54,13 @@ class Softmax(Op):
                 out = e / np.sum(e, axis=self.axis, keepdims=True)
         return [np.asarray(out, dtype=node.outputs[0].type.dtype)]
 
+    def grad(self, inputs, outputs, output_grads):
+        T = _T()
+        out, g = outputs[0], output_grads[0]
+        if self.log:
+            return [g - T.exp(out) * T.sum(g, axis=self.axis, keepdims=True)]
+        return [(g - T.sum(g * out, axis=self.axis, keepdims=True)) * out]
+
 
 def _axis(x, axis: int) -> int:
     if not -x.ndim <= axis < x.ndim:

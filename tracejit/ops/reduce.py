@@ -24,10 +24,18 @@ _REDUCERS = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min,
              "all": np.all, "any": np.any}
 
 
-def normalize_axis(axis: Any, ndim: int, op_name: str = "reduction") -> tuple[int, ...]:
-    """Axes as a sorted tuple of non-negative ints; None means all."""
+def normalize_axis(axis: Any, ndim: int, op_name: str = "reduction",
+                   zero_d_int_axis: bool = False) -> tuple[int, ...]:
+    """Axes as a sorted tuple of non-negative ints; None means all.
+
+    ``zero_d_int_axis``: accept a plain 0 or -1 on a 0-d input, as NumPy's
+    ufunc reductions (sum, max, all...) do, though mean/var/std do not.
+    """
     if axis is None:
         return tuple(range(ndim))
+    if zero_d_int_axis and ndim == 0 and isinstance(axis, (int, np.integer)) \
+            and not isinstance(axis, bool) and axis in (0, -1):
+        return ()
     axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
     result = []
     for a in axes:
@@ -86,6 +94,37 @@ class Reduce(Op):
         out = _REDUCERS[self.kind](x, axis=self.axis, **kwargs)
         return [np.asarray(out, dtype=dtype)]
 
+    def grad(self, inputs, outputs, output_grads):
+        T = _T()
+        (x,), (out,) = inputs, outputs
+        if self.kind in ("all", "any"):
+            return [None]
+        # The output gradient with the reduced axes back as length-1 dimensions.
+        g = _keep_dims(output_grads[0], x.ndim, self.axis)
+        if self.kind == "sum":
+            return [T.second(x, g)]
+        out_kept = _keep_dims(out, x.ndim, self.axis)
+        if self.kind == "prod":
+            return [g * _prod_partials(x, out_kept, self.axis)]
+        # max/min: ties share the gradient equally, a valid subgradient.
+        hits = T.cast(T.eq(x, out_kept), g.dtype)
+        return [g * hits / sum(hits, axis=self.axis, keepdims=True)]
+
+
+def _prod_partials(x, out_kept, axes):
+    """d prod / d x_i: the product of the other elements, exact where x has zeros.
+
+    Where the reduced slice has no zero this is ``prod / x``; a lone zero
+    gets the product of the rest; with two or more zeros all are 0.
+    """
+    T = _T()
+    is_zero = T.eq(x, 0)
+    nonzero = T.where(is_zero, T.ones_like(x), x)
+    prod_nonzero = prod(nonzero, axis=axes, keepdims=True)
+    zero_count = sum(T.cast(is_zero, "int64"), axis=axes, keepdims=True)
+    at_zero = T.where(T.eq(zero_count, 1), prod_nonzero, T.zeros_like(prod_nonzero))
+    return T.where(is_zero, at_zero, out_kept / nonzero)
+
 
 class Argmax(Op):
     """Index of the largest (``kind="max"``) or smallest element along one axis.
@@ -120,6 +159,9 @@ class Argmax(Op):
         fn = np.argmax if self.kind == "max" else np.argmin
         return [np.asarray(fn(inputs[0], axis=self.axis), dtype=np.int64)]
 
+    def grad(self, inputs, outputs, output_grads):
+        return [None]
+
 
 # -- the public functions -------------------------------------------------------------------
 
@@ -137,10 +179,15 @@ def _keep_dims(result, ndim: int, axes: tuple[int, ...]):
 
 def _reduce(kind: str, x: Any, axis: Any, keepdims: bool, dtype: Any = None):
     x = as_tensor_variable(x)
-    axes = normalize_axis(axis, x.ndim, kind)
+    axes = normalize_axis(axis, x.ndim, kind, zero_d_int_axis=True)
     if dtype is not None:
-        x = _T().cast(x, normalize_dtype(dtype))
+        dtype = normalize_dtype(dtype)
+        x = _T().cast(x, dtype)
     result = Reduce(kind, axes)(x)
+    if dtype is not None and result.dtype != dtype:
+        # NumPy accumulates small integers in int64 unless told otherwise; a
+        # wrapping sum cast afterwards equals the sum wrapped at each step.
+        result = _T().cast(result, dtype)
     return _keep_dims(result, x.ndim, axes) if keepdims else result
 
 
@@ -170,7 +217,11 @@ def any(x, axis=None, keepdims=False):
 
 def _arg(kind: str, x, axis, keepdims):
     x = as_tensor_variable(x)
+    if x.ndim == 0 and axis is not None:
+        axis = None if normalize_axis(axis, 0, f"arg{kind}", zero_d_int_axis=True) == () else axis
     if axis is not None:
+        if isinstance(axis, (tuple, list)):
+            raise TypeError(f"arg{kind}: axis must be an int or None, got {axis!r}")
         (axis,) = normalize_axis(axis, x.ndim, f"arg{kind}")
     result = Argmax(kind, axis)(x)
     if keepdims:

@@ -24,11 +24,23 @@ def _error(op, exc: Exception) -> str:
 
 
 class Shape(Op):
-    """The shape of a tensor, as an int64 vector."""
+    """The shape of a tensor, as an int64 vector.
+
+    ``weak=True`` types the entries as weak Python ints (NEP 50), which is
+    what NumPy's ``x.shape[i]`` is: traced code's ``x.shape`` uses it.
+    """
+
+    __props__ = ("weak",)
+
+    def __init__(self, weak: bool = False) -> None:
+        self.weak = bool(weak)
+
+    def __str__(self) -> str:
+        return "Shape{weak}" if self.weak else "Shape"
 
     def make_node(self, x: Any) -> Apply:
         x = as_tensor_variable(x)
-        return Apply(self, [x], [TensorType("int64", shape=(x.ndim,))])
+        return Apply(self, [x], [TensorType("int64", shape=(x.ndim,), weak=self.weak)])
 
     def infer_shape(self, inputs, shapes, values):
         return [(len(shapes[0]),)]
@@ -39,6 +51,9 @@ class Shape(Op):
 
     def perform(self, node, inputs):
         return [np.asarray(inputs[0].shape, dtype=np.int64)]
+
+    def grad(self, inputs, outputs, output_grads):
+        return [None]
 
 
 class MakeVector(Op):
@@ -62,6 +77,10 @@ class MakeVector(Op):
 
     def perform(self, node, inputs):
         return [np.asarray([np.asarray(v).item() for v in inputs], dtype=self.dtype).reshape(len(inputs))]
+
+    def grad(self, inputs, outputs, output_grads):
+        g = output_grads[0]
+        return [g[i] for i in range(len(inputs))]
 
 
 def vector_entries(var: Variable) -> list | None:
@@ -126,6 +145,17 @@ class DimShuffle(Op):
         y = np.transpose(x, kept + list(self.dropped))
         return [y.reshape([1 if o == "x" else x.shape[o] for o in self.new_order])]
 
+    def grad(self, inputs, outputs, output_grads):
+        g = output_grads[0]
+        # Drop the inserted axes, then put the kept ones back in input order,
+        # with length-1 axes where the input had dimensions dropped.
+        kept = [o for o in self.new_order if o != "x"]
+        order = ["x" if i in self.dropped else kept.index(i) for i in range(self.input_ndim)]
+        without_inserted = [pos for pos, o in enumerate(self.new_order) if o != "x"]
+        if len(without_inserted) != len(self.new_order):
+            g = dimshuffle(g, without_inserted)
+        return [dimshuffle(g, order)]
+
     def is_transpose_only(self) -> bool:
         return "x" not in self.new_order and not self.dropped
 
@@ -183,6 +213,16 @@ class Reshape(Op):
         x, shape = inputs
         return [np.reshape(x, tuple(int(s) for s in shape))]
 
+    def grad(self, inputs, outputs, output_grads):
+        x = inputs[0]
+        return [reshape(output_grads[0], _static_or_symbolic_shape(x)), None]
+
+
+def _static_or_symbolic_shape(x: Variable) -> list:
+    """x's shape as a list: static lengths where known, symbolic entries elsewhere."""
+    shape = x.shape
+    return [n if n is not None else shape[i] for i, n in enumerate(x.type.shape)]
+
 
 class Alloc(Op):
     """A new array of the given shape filled by broadcasting ``value``."""
@@ -225,6 +265,11 @@ class Alloc(Op):
         out = np.empty(shape, dtype=node.outputs[0].type.dtype)
         out[...] = value
         return [out]
+
+    def grad(self, inputs, outputs, output_grads):
+        from tracejit.autodiff.unbroadcast import sum_to_shape
+        value = inputs[0]
+        return [sum_to_shape(output_grads[0], value)] + [None] * (len(inputs) - 1)
 
 
 class Join(Op):
@@ -271,6 +316,20 @@ class Join(Op):
     def perform(self, node, inputs):
         return [np.concatenate(inputs, axis=self.axis).astype(node.outputs[0].type.dtype, copy=False)]
 
+    def grad(self, inputs, outputs, output_grads):
+        g = output_grads[0]
+        grads = []
+        start: Any = 0
+        for x in inputs:
+            length = x.type.shape[self.axis]
+            if length is None:
+                length = x.shape[self.axis]
+            stop = start + length
+            index = (slice(None),) * self.axis + (slice(start, stop),)
+            grads.append(g[index])
+            start = stop
+        return grads
+
 
 class ARange(Op):
     """``np.arange(start, stop, step)`` with a fixed dtype."""
@@ -305,6 +364,9 @@ class ARange(Op):
         if step == 0:
             raise ValueError("arange: step must not be zero")
         return [np.arange(start, stop, step, dtype=self.dtype)]
+
+    def grad(self, inputs, outputs, output_grads):
+        return [None, None, None]
 
 
 # -- the public functions ---------------------------------------------------------------------
