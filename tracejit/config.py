@@ -45,8 +45,8 @@ def _bool(value: Any) -> bool:
     return bool(value)
 
 
-def _default_cache_dir() -> str:
-    env = os.environ.get("TRACEJIT_CACHE_DIR")
+def _default_cache_dir(environ: Any = os.environ) -> str:
+    env = environ.get("TRACEJIT_CACHE_DIR")
     if env:
         return env
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -72,9 +72,11 @@ class Config:
     """The flags of SPEC §5 as attributes, validated on assignment."""
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
+        environ = os.environ if environ is None else environ
         values = {name: default() for name, (default, _, _) in _FLAGS.items()}
+        values["cache_dir"] = _default_cache_dir(environ)
         object.__setattr__(self, "_values", values)
-        self._apply_env(os.environ if environ is None else environ)
+        self._apply_env(environ)
 
     def _apply_env(self, environ: Any) -> None:
         flags = environ.get("TRACEJIT_FLAGS", "")

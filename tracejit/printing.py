@@ -100,7 +100,12 @@ def debugprint(obj: Any, *args: Any, file: TextIO | None = None, print_type: boo
 
 
 def min_informative_str(obj: Any, indent_level: int = 0) -> str:
-    """A compact numbered listing of a graph (Theano's min_informative_str)."""
+    """A compact numbered listing of a graph (Theano's min_informative_str).
+
+    As in Theano, a variable with a name is shown by its name and not
+    expanded (naming is how a user says "I know what this is"), and a
+    variable met a second time is shown as ``<label>``.
+    """
     outputs, _ = _outputs_of(obj, ())
     ids = _Ids()
     done: set[int] = set()
@@ -118,14 +123,16 @@ def _visit_iterative(root: Variable, depth: int, ids: _Ids, done: set, lines: li
         pad = " " * level
         label = ids(var)
         if id(var) in done:
-            lines.append(f"{pad}{label}")
+            lines.append(f"{pad}<{label}>")
             continue
         done.add(id(var))
         if var.owner is None:
             lines.append(f"{pad}{label}. {_leaf_text(var)}")
             continue
-        name = f" {var.name}" if var.name else ""
-        lines.append(f"{pad}{label}. {var.owner.op}{name}")
+        if var.name:
+            lines.append(f"{pad}{label}. {var.name}")
+            continue
+        lines.append(f"{pad}{label}. {var.owner.op}")
         for inp in reversed(var.owner.inputs):
             stack.append((inp, level + 1))
 
@@ -156,9 +163,33 @@ def _pp(var: Variable, memo: dict) -> str:
     elif type(op).__name__ == "DimShuffle":
         text = f"{args[0]}.dimshuffle({', '.join(map(repr, op.new_order))})"
     elif type(op).__name__ == "Subtensor":
-        from tracejit.ops.indexing import _spec_str
-        text = f"{args[0]}[{_spec_str(op.spec)}]"
+        text = f"{args[0]}[{_index_text(op.spec, args[1:])}]"
     else:
         text = f"{op}({', '.join(args)})"
     memo[key] = text
     return text
+
+
+def _index_text(spec: tuple, index_args: list) -> str:
+    """``1:, idx`` for an indexing spec, symbolic parts shown by their expressions."""
+    from tracejit.ops.indexing import SYMBOLIC
+    symbolic = iter(index_args)
+
+    def part(value) -> str:
+        if value is SYMBOLIC:
+            return next(symbolic)
+        return "" if value is None else str(value)
+
+    items = []
+    for entry in spec:
+        kind = entry[0]
+        if kind == "newaxis":
+            items.append("None")
+        elif kind == "slice":
+            start, stop, step = (part(p) for p in entry[1:])
+            items.append(f"{start}:{stop}" + (f":{step}" if step else ""))
+        elif kind == "int":
+            items.append(part(entry[1]))
+        else:
+            items.append(next(symbolic))
+    return ", ".join(items)

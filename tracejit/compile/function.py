@@ -131,7 +131,9 @@ def _normalize_updates(updates) -> list[tuple[SharedVariable, Variable]]:
             from tracejit.ops.elemwise import cast
             expr = cast(expr, target.type.dtype)
         result.append((target, expr))
-    return result
+    # Seed 001's "Which dict?": whatever the order of the user's dict, the
+    # compiled graph lists the updates in the order the variables were made.
+    return sorted(result, key=lambda pair: pair[0].creation_index)
 
 
 def _normalize_givens(givens) -> dict:
@@ -230,7 +232,20 @@ class Function:
         return arrays
 
     def __call__(self, *args: Any, **kwargs: Any):
-        arrays = self._bind(args, kwargs)
+        outputs = self.run(self._bind(args, kwargs))
+        if self._return == "single":
+            return outputs[0]
+        if self._return == "list":
+            return outputs
+        return None
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on input arrays already of the inputs' types; returns the outputs.
+
+        Outputs never alias the inputs, shared values or each other; the
+        updates are applied only once every result is computed. Front ends
+        that check their arguments themselves (``@tj.compile``) call this.
+        """
         shared_values = [s.container[0] for s in self.shared]
         results = self._runner(arrays + shared_values)
         protected = arrays + shared_values
@@ -238,15 +253,11 @@ class Function:
         _separate_repeated(outputs)
         new_values = results[self.n_outputs:]
         for (target, _), value in zip(self.updates, new_values):
-            if any(np.may_share_memory(value, p) for p in arrays + outputs) or \
-                    not isinstance(value, np.ndarray):
+            if not isinstance(value, np.ndarray) or not value.flags.writeable or \
+                    any(np.may_share_memory(value, p) for p in protected + outputs):
                 value = np.array(value, copy=True)
             target.container[0] = value
-        if self._return == "single":
-            return outputs[0]
-        if self._return == "list":
-            return outputs
-        return None
+        return outputs
 
     def _title(self) -> str:
         return f"function {self.name!r}" if self.name else "function"
@@ -258,6 +269,8 @@ class Function:
 def _unaliased(value: Any, protected: Iterable[np.ndarray]) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         return np.asarray(value)
+    if not value.flags.writeable:  # a graph constant's data, shared by every call
+        return value.copy()
     if any(np.may_share_memory(value, p) for p in protected):
         return value.copy()
     return value

@@ -16,8 +16,15 @@ import numpy as np
 _WEAK_EXAMPLES = {"b": True, "i": 0, "u": 0, "f": 0.0, "c": 0j}
 
 
+def weak_example(dtype: str) -> Any:
+    """A Python scalar of the kind of ``dtype``: what NumPy sees for a weak operand."""
+    return _WEAK_EXAMPLES[np.dtype(dtype).kind]
+
+
 def weak_kind_of_python_scalar(value: Any) -> str | None:
     """The default dtype of a Python scalar, which is weakly typed, or None."""
+    if isinstance(value, np.generic):
+        return None  # NumPy scalars are strong, np.float64 (a float subclass) included
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):

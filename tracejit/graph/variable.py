@@ -51,6 +51,10 @@ class _TensorOperators:
 
     @property
     def shape(self):
+        if self.trace_shape is not None and not isinstance(self, Constant):
+            # While tracing, NumPy's answer: a tuple of lengths (see shape_tuple).
+            from tracejit.ops.numpy_dispatch import shape_tuple
+            return shape_tuple(self)
         return _T().shape(self)
 
     @property
@@ -83,7 +87,10 @@ class _TensorOperators:
     def __matmul__(self, other): return _T().matmul(self, other)
     def __rmatmul__(self, other): return _T().matmul(other, self)
     def __neg__(self): return _T().neg(self)
-    def __pos__(self): return self
+    def __pos__(self):
+        if self.type.dtype == "bool":
+            raise TypeError("unary + is not defined for booleans (NumPy's np.positive)")
+        return self
     def __abs__(self): return _T().abs(self)
     def __invert__(self): return _T().invert(self)
     def __and__(self, other): return _T().bitwise_and(self, other)
@@ -106,9 +113,10 @@ class _TensorOperators:
     # -- concrete values are not available --------------------------------------
     def _concrete_value_error(self, what: str) -> TracingError:
         origin = describe_origin(self)
+        note = getattr(self.tag, "symbolic_note", "")  # e.g. "the length of dimension 0"
         return TracingError(
             f"{what} needs a concrete value, but this is a symbolic tensor "
-            f"({self.type.short_str()}){origin}. Python control flow cannot depend on traced "
+            f"({self.type.short_str()}{': ' + note if note else ''}){origin}. Python control flow cannot depend on traced "
             f"values: use T.where / np.where for a choice per element, or mark the argument "
             f"static (static_argnums / static_argnames) if it is a configuration value.")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from tracejit.errors import with_node_context
 from tracejit.graph.basic import Apply, Op, Variable
-from tracejit.graph.dtypes import ufunc_result_dtype
+from tracejit.graph.dtypes import ufunc_result_dtype, weak_example
 from tracejit.graph.shapes import broadcast_static
 from tracejit.graph.sourceinfo import user_source_info
 from tracejit.graph.type import TensorType
@@ -54,7 +54,8 @@ class Elemwise(Op):
                 # Let NumPy see the actual value: it raises OverflowError for
                 # `int8_array + 1000`, as it would on arrays.
                 args = [i.tag.python_value if _is_large_weak_int(i)
-                        else (np.empty(0, i.type.dtype)) for i in inputs]
+                        else weak_example(i.type.dtype) if i.type.weak
+                        else np.empty(0, i.type.dtype) for i in inputs]
                 with np.errstate(all="ignore"):
                     return np.asarray(scalar_op.dtype_rule(*args)).dtype.name
             return ufunc_result_dtype(scalar_op.dtype_rule, operands)
@@ -83,7 +84,7 @@ class Elemwise(Op):
 def _is_large_weak_int(var: Variable) -> bool:
     value = getattr(var.tag, "python_value", None)
     return (var.type.weak and isinstance(value, int) and not isinstance(value, bool)
-            and not -128 <= value < 128)
+            and not 0 <= value < 128)  # negative values do not fit unsigned dtypes
 
 
 _ELEMWISE_OPS: dict[ScalarOp, Elemwise] = {}

@@ -66,7 +66,8 @@ class ScalarOp:
 # -- NumPy references for ops NumPy lacks -----------------------------------------------
 
 def _sigmoid(x):
-    x = np.asarray(x)
+    # In the float result dtype first: -|x| wraps for unsigned and fails for bool.
+    x = np.asarray(x).astype(_float_result(x), copy=False)
     with np.errstate(over="ignore"):
         e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(_float_result(x), copy=False)
@@ -231,10 +232,10 @@ def _variadic(ufunc):
 
 SCALAR_OPS: dict[str, ScalarOp] = {op.name: op for op in [
     # arithmetic
-    _row("add", -1, _variadic(np.add), "({0} + {1})", _g_add, dtype_rule=np.add,
+    _row("add", -1, _variadic(np.add), "({0} + {1})", _g_add,
          infix="+", precedence=6, commutative=True, associative=True),
     _row("sub", 2, np.subtract, "({0} - {1})", _g_sub, infix="-", precedence=6),
-    _row("mul", -1, _variadic(np.multiply), "({0} * {1})", _g_mul, dtype_rule=np.multiply,
+    _row("mul", -1, _variadic(np.multiply), "({0} * {1})", _g_mul,
          infix="*", precedence=7, commutative=True, associative=True),
     _row("true_divide", 2, np.true_divide, "({0} / {1})", _g_true_div, infix="/", precedence=7),
     _row("floor_divide", 2, np.floor_divide, "tj_floor_divide({0}, {1})", None, infix="//", precedence=7),
