@@ -19,13 +19,14 @@ from tracejit import graph, tensor
 from tracejit.compile.function import Function, In, function
 from tracejit.compile.shared import shared
 from tracejit.printing import debugprint
+# Imported eagerly: the subpackage tracejit.compile would otherwise shadow
+# the function tj.compile (a package attribute wins over __getattr__).
+from tracejit.tracer import compile, update
 
 __version__ = "0.1.0"
 
 # Heavier parts load on first use, keeping `import tracejit` fast.
 _LAZY = {
-    "compile": ("tracejit.tracer", "compile"),
-    "update": ("tracejit.tracer", "update"),
     "grad": ("tracejit.autodiff", "grad"),
     "value_and_grad": ("tracejit.autodiff", "value_and_grad"),
     "jacobian": ("tracejit.autodiff", "jacobian"),
@@ -47,4 +48,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["config", "TracingError", "graph", "tensor", "Function", "In", "function", "shared",
-           "debugprint", *_LAZY]
+           "debugprint", "compile", "update", *_LAZY]

@@ -52,7 +52,13 @@ def propagate_trace_shapes(node) -> None:
     """Give a new node's outputs their trace shapes (and small values)."""
     shapes = [i.trace_shape for i in node.inputs]
     if not node.inputs or any(s is None for s in shapes):
-        return
+        # Traced values meeting untraced ones: a shared variable contributes
+        # the shape of its current value (the one this call reads), anything
+        # else its static shape, so checks and x.shape still work.
+        if not any(s is not None and getattr(i, "data", None) is None
+                   for i, s in zip(node.inputs, shapes)):
+            return
+        shapes = [s if s is not None else _untraced_shape(i) for i, s in zip(node.inputs, shapes)]
     if all(getattr(i, "data", None) is not None for i in node.inputs):
         return  # all-constant nodes have exact static shapes already
     values = [trace_value(i) for i in node.inputs]
@@ -65,6 +71,13 @@ def propagate_trace_shapes(node) -> None:
     for out, shape in zip(node.outputs, out_shapes):
         out.trace_shape = tuple(shape)
     _propagate_trace_values(node, values)
+
+
+def _untraced_shape(var) -> tuple:
+    container = getattr(var, "container", None)
+    if container is not None:
+        return tuple(np.shape(container[0]))
+    return var.type.shape
 
 
 def _propagate_trace_values(node, values: list) -> None:
