@@ -117,8 +117,32 @@ class FunctionGraph:
                     f"which is not among the function's inputs")
             self.clients[var] = []
             return
-        for node in toposort([var], [v for v in self.clients]):
+        for node in self._unknown_nodes(var):
             self._import_node(node)
+
+    def _unknown_nodes(self, var: Variable) -> list[Apply]:
+        """The nodes ``var`` needs that the graph lacks, inputs first.
+
+        Stops at variables the graph already has, so importing costs the size
+        of what is new, not of the whole graph (rewrites import all the time).
+        """
+        order: list[Apply] = []
+        done: set[int] = set()
+        stack: list[tuple[Apply, int]] = [(var.owner, 0)]
+        while stack:
+            node, next_input = stack[-1]
+            if next_input < len(node.inputs):
+                stack[-1] = (node, next_input + 1)
+                owner = node.inputs[next_input].owner
+                if owner is None or node.inputs[next_input] in self.clients or \
+                        id(owner) in done or owner in self.nodes:
+                    continue
+                done.add(id(owner))
+                stack.append((owner, 0))
+            else:
+                stack.pop()
+                order.append(node)
+        return order
 
     def _import_node(self, node: Apply) -> None:
         if node in self.nodes:
@@ -134,9 +158,17 @@ class FunctionGraph:
         for listener in self._listeners:
             listener("import", node)
 
+    def _input_ids(self) -> set[int]:
+        """ids of the inputs, cached: pruning asks for them after every replacement."""
+        cached = getattr(self, "_input_id_cache", None)
+        if cached is None or cached[0] is not self.inputs or cached[1] != len(self.inputs):
+            cached = (self.inputs, len(self.inputs), {id(v) for v in self.inputs})
+            self._input_id_cache = cached
+        return cached[2]
+
     def _prune(self, var: Variable) -> None:
         """Drop nodes no longer read, walking back from a variable that lost its readers."""
-        input_ids = {id(v) for v in self.inputs}
+        input_ids = self._input_ids()
         stack = [var]
         while stack:
             v = stack.pop()

@@ -1,11 +1,42 @@
-"""Graph rewrites in named phases (canonicalize, stabilize, specialize, fuse, memory)."""
+"""Graph rewrites in named phases: canonicalize, stabilize, specialize, fuse, memory.
+
+``optimize_graph`` is what the compile pipeline calls for every function.
+Each rewrite has a name; ``config.optimizer_excluding`` (a tuple of names,
+rewrite or phase names, e.g. ``("fuse", "log1p_from_log")``) switches them
+off. ``describe_rewrites()`` lists them all.
+"""
 
 from __future__ import annotations
 
+from tracejit.opt import basic, canonicalize, stabilize, specialize, fusion, memory  # noqa: F401  (registration)
+from tracejit.opt.engine import optimize
+from tracejit.opt.registry import PHASES, rewrite_names, rewrites_of
+
 
 def optimize_graph(fgraph, mode: str):
-    """Rewrite ``fgraph`` in place for ``mode``; returns it.
+    """Rewrite ``fgraph`` in place for ``mode`` and return it.
 
-    The rewrite engine is not in place yet: graphs run as built.
+    FAST_COMPILE needs no rewrite to be correct and runs none; FAST_RUN and
+    DEBUG_MODE run every phase not excluded by ``config.optimizer_excluding``.
+    How often each rewrite fired is left in ``fgraph.rewrite_stats``.
     """
+    from tracejit.config import config
+    if mode == "FAST_COMPILE":
+        fgraph.rewrite_stats = {}
+        return fgraph
+    stats = optimize(fgraph, config.optimizer_excluding)
+    fgraph.rewrite_stats = dict(stats)
     return fgraph
+
+
+def describe_rewrites() -> str:
+    """One line per rewrite: phase, name and what it does."""
+    lines = ["merge (every local phase): common subexpressions and equal constants"]
+    for phase in PHASES:
+        for rewrite in rewrites_of(phase):
+            summary = rewrite.doc.splitlines()[0] if rewrite.doc else ""
+            lines.append(f"{phase}: {rewrite.name}: {summary}")
+    return "\n".join(lines)
+
+
+__all__ = ["optimize_graph", "optimize", "describe_rewrites", "rewrite_names", "PHASES"]
