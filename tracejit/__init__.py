@@ -33,6 +33,7 @@ _LAZY = {
     "hessian": ("tracejit.autodiff", "hessian"),
     "testing": ("tracejit.testing", None),
     "printing": ("tracejit.printing", None),
+    "DebugModeError": ("tracejit.compile.debug", "DebugModeError"),
 }
 
 

@@ -15,6 +15,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from tracejit.compile.pipeline import compile_graph, resolve_mode
+from tracejit.compile.profile import find_profile
+from tracejit.config import config
 from tracejit.graph.basic import Constant, SharedVariable, Variable
 from tracejit.graph.fgraph import FunctionGraph, MissingInputError
 from tracejit.graph.traversal import clone_replace, graph_inputs
@@ -156,7 +158,7 @@ class Function:
     """A compiled graph, callable with arrays. Built by ``tj.function``."""
 
     def __init__(self, inputs, outputs=None, updates=None, givens=None, mode=None,
-                 allow_input_downcast=False, name=None, device=None) -> None:
+                 allow_input_downcast=False, name=None, device=None, profile=None) -> None:
         self.name = name
         self.mode = resolve_mode(mode)
         self.allow_input_downcast = bool(allow_input_downcast)
@@ -200,7 +202,11 @@ class Function:
                     f"the inputs; add it to the inputs or replace it through givens")
         self.n_outputs = len(output_list)
         fgraph = FunctionGraph(input_vars + self.shared, exprs, clone=True)
-        self.fgraph, self._runner = compile_graph(fgraph, self.mode, device)
+        profile = config.profile if profile is None else bool(profile)
+        self.fgraph, self._runner = compile_graph(fgraph, self.mode, device, profile=profile,
+                                                  name=name)
+        # Theano's ``f.profile``: the ProfileStats when profiling, else None.
+        self.profile = find_profile(self._runner)
         self._labels = [_describe_input(p, i.variable, i.name) for p, i in enumerate(self.inputs)]
         self._by_name = {i.name: p for p, i in enumerate(self.inputs) if i.name}
 
@@ -259,6 +265,16 @@ class Function:
             target.container[0] = value
         return outputs
 
+    def profile_report(self, file=None) -> None:
+        """Print time per node and call counts, the most expensive node first.
+
+        Needs ``profile=True`` (or ``config.profile``) when the function was built.
+        """
+        if self.profile is None:
+            raise RuntimeError(f"{self._title()} was compiled without profiling; pass "
+                               f"profile=True to tj.function or set tj.config.profile")
+        self.profile.report(file)
+
     def _title(self) -> str:
         return f"function {self.name!r}" if self.name else "function"
 
@@ -284,7 +300,12 @@ def _separate_repeated(outputs: list[np.ndarray]) -> None:
 
 
 def function(inputs, outputs=None, updates=None, givens=None, mode=None,
-             allow_input_downcast=False, name=None, device=None) -> Function:
-    """Compile a graph from ``inputs`` to ``outputs`` (Theano's ``function``)."""
+             allow_input_downcast=False, name=None, device=None, profile=None) -> Function:
+    """Compile a graph from ``inputs`` to ``outputs`` (Theano's ``function``).
+
+    ``profile=True`` (default ``config.profile``) times every node; see
+    ``Function.profile_report``.
+    """
     return Function(inputs, outputs, updates=updates, givens=givens, mode=mode,
-                    allow_input_downcast=allow_input_downcast, name=name, device=device)
+                    allow_input_downcast=allow_input_downcast, name=name, device=device,
+                    profile=profile)

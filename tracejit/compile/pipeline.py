@@ -38,17 +38,65 @@ def rewrite(fgraph: FunctionGraph, mode: str) -> FunctionGraph:
 
 
 def make_runner(fgraph: FunctionGraph, mode: str, device: str = "cpu") -> Runner:
-    """A callable that runs the (rewritten) graph."""
+    """A callable that runs the (rewritten) graph.
+
+    FAST_RUN and DEBUG_MODE compile the graph to C; FAST_COMPILE and
+    machines without a working C compiler use the reference interpreter
+    (the latter with one warning per process).
+    """
     from tracejit.compile.interpreter import Interpreter
     if device == "cuda":
         from tracejit.cuda import cuda_runner
         return cuda_runner(fgraph, mode)
+    if mode == "FAST_COMPILE" or _c_backend_unavailable:
+        return Interpreter(fgraph)
+    from tracejit.codegen.backend import c_runner
+    from tracejit.codegen.build import CompileError, CompilerNotFoundError
+    try:
+        return c_runner(fgraph, mode)
+    except CompilerNotFoundError as exc:
+        _disable_c_backend(f"no working C compiler ({exc})")
+    except CompileError as exc:
+        import warnings
+        warnings.warn(f"tracejit: the generated C did not compile; this graph runs on the "
+                      f"NumPy interpreter instead. Please report it.\n{exc}",
+                      RuntimeWarning, stacklevel=3)
     return Interpreter(fgraph)
 
 
+_c_backend_unavailable = False
+
+
+def _disable_c_backend(reason: str) -> None:
+    """Warn once, then run every later graph on the interpreter without asking again."""
+    global _c_backend_unavailable
+    import warnings
+    _c_backend_unavailable = True
+    warnings.warn(f"tracejit: {reason}; FAST_RUN falls back to the NumPy interpreter "
+                  f"(set config.cxx to a C compiler to get compiled code)",
+                  RuntimeWarning, stacklevel=4)
+
+
 def compile_graph(fgraph: FunctionGraph, mode: str | None = None,
-                  device: str | None = None) -> tuple[FunctionGraph, Runner]:
+                  device: str | None = None, profile: bool = False,
+                  name: str | None = None) -> tuple[FunctionGraph, Runner]:
+    """Rewrite ``fgraph`` in place for ``mode`` and return it with its runner.
+
+    In DEBUG_MODE the runner checks every call against the reference on an
+    unrewritten copy of the graph (tracejit.compile.debug). With ``profile``
+    it runs node by node and times each (tracejit.compile.profile; the
+    statistics are ``find_profile(runner)``, ``name`` titles them).
+    """
     mode = resolve_mode(mode)
     device = config.device if device is None else device
+    original = FunctionGraph(fgraph.inputs, fgraph.outputs, clone=True) \
+        if mode == "DEBUG_MODE" else None
     fgraph = rewrite(fgraph, mode)
-    return fgraph, make_runner(fgraph, mode, device)
+    runner = plain_runner = make_runner(fgraph, mode, device)
+    if profile:
+        from tracejit.compile.profile import ProfilingRunner
+        runner = ProfilingRunner(fgraph, runner, mode, device, name=name)
+    if original is not None:
+        from tracejit.compile.debug import debug_runner
+        runner = debug_runner(original, fgraph, runner, mode, device, rerun=plain_runner)
+    return fgraph, runner

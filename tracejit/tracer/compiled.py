@@ -64,7 +64,7 @@ class CompiledFunction:
 
     def __init__(self, fn: Callable, static_argnums: Sequence[int] = (),
                  static_argnames: Sequence[str] = (), mode: str | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, profile: bool | None = None) -> None:
         if not callable(fn):
             raise TypeError(f"tj.compile takes a function, got {type(fn).__name__}")
         if mode is not None:
@@ -76,6 +76,7 @@ class CompiledFunction:
         self._binder = CallBinder(fn, static_argnums, static_argnames)
         self._mode = mode
         self._device = device
+        self._profile = profile
         self._cache: dict[tuple, CompiledEntry] = {}
         self.trace_count = 0
 
@@ -86,7 +87,8 @@ class CompiledFunction:
         flags = config._values
         mode = flags["mode"] if self._mode is None else self._mode
         device = flags["device"] if self._device is None else self._device
-        return (mode, device, flags["floatX"])
+        profile = flags["profile"] if self._profile is None else self._profile
+        return (mode, device, flags["floatX"], profile)
 
     def _key(self, args: tuple, kwargs: dict) -> tuple[tuple, list]:
         try:
@@ -119,9 +121,9 @@ class CompiledFunction:
                         "; ".join(self._differences(key)))
         trace = trace_call(self.__wrapped__, self._binder, key, leaves, args, kwargs)
         self.trace_count += 1
-        mode, device, _ = key[2]
+        mode, device, _, profile = key[2]
         function = Function(trace.inputs, trace.outputs, updates=trace.updates, mode=mode,
-                            device=device, name=self.__qualname__)
+                            device=device, name=self.__qualname__, profile=profile)
         entry = CompiledEntry(trace, function, self.trace_count)
         self._cache[key] = entry
         return entry
@@ -216,13 +218,19 @@ class CompiledFunction:
             return self
         return functools.partial(self, instance)
 
+    def profile_report(self, file=None) -> str:
+        """Time per node of every specialization compiled with profiling on."""
+        from tracejit.compile.profile import report_profiles
+        return report_profiles(((f"{self.__qualname__}, specialization #{e.number}",
+                                 e.function.profile) for e in self._cache.values()), file)
+
     def __repr__(self) -> str:
         return f"<tracejit compiled function {self.__qualname__} ({self.cache_size} cached)>"
 
 
 def compile(fn: Callable | None = None, *, static_argnums: Sequence[int] = (),
             static_argnames: Sequence[str] = (), mode: str | None = None,
-            device: str | None = None) -> Any:
+            device: str | None = None, profile: bool | None = None) -> Any:
     """Compile a plain NumPy function, traced once per specialization key (SPEC section 1).
 
     Works bare (``@tj.compile``) and with options
@@ -230,7 +238,7 @@ def compile(fn: Callable | None = None, *, static_argnums: Sequence[int] = (),
     device default to ``config.mode`` / ``config.device`` at call time.
     """
     def decorate(function: Callable) -> CompiledFunction:
-        return CompiledFunction(function, static_argnums, static_argnames, mode, device)
+        return CompiledFunction(function, static_argnums, static_argnames, mode, device, profile)
     if fn is None:
         return decorate
     return decorate(fn)

@@ -5,7 +5,7 @@ A key (SPEC section 1) is a tuple of three parts:
 - one entry per positional argument: the argument's tree signature
   (``trees.flatten``), or ``("static", type, value)`` for a static one;
 - one ``(name, entry)`` pair per keyword argument, sorted by name;
-- the environment: mode, device and ``config.floatX``.
+- the environment: mode, device, ``config.floatX`` and whether profiling is on.
 
 It is built with plain tuples on every call (no hashing of array data, no
 inspection), so a cache hit costs a dictionary lookup. Static values are
@@ -136,7 +136,7 @@ class CallBinder:
                 lines.append(f"argument '{name}' was given by keyword before, and is not now")
             else:
                 _diff(new_kw[name], old_kw[name], name, lines)
-        for label, a, b in zip(("mode", "device", "config.floatX"), new_env, old_env):
+        for label, a, b in zip(("mode", "device", "config.floatX", "profile"), new_env, old_env):
             if a != b:
                 lines.append(f"{label} is {a!r}, was {b!r}")
         return lines

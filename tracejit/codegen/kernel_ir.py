@@ -1,0 +1,217 @@
+"""The kernel IR: what a function graph becomes before it is printed as C (or CUDA).
+
+A ``KernelProgram`` is a straight-line list of steps over numbered buffers.
+A buffer is an N-d strided array of a fixed dtype and rank (its lengths
+and strides are known only at run time; broadcasting uses zero strides).
+The steps are:
+
+- ``ElementwiseLoop``: one loop nest computing one or more outputs of the
+  same shape from operand buffers; its body is a list of ``ScalarStep``s
+  (one per fused elementwise node), so a chain such as
+  ``tanh(x*y+z)*exp(-x**2)`` is a single pass over memory;
+- ``ReduceLoop``: a reduction over some axes whose reduced value is itself a
+  fused elementwise body (``sum(exp(x - m))`` reads ``x`` once);
+- ``DimShuffleView``: a new view of a buffer (no data moves);
+- ``ShapeVector``: a buffer's lengths as an int64 vector;
+- ``PythonCall``: a node without a native kernel yet, run by its NumPy
+  reference from inside the compiled entry point.
+
+Renderers print a program; they decide nothing about fusion or dtypes.
+Buffers are numbered by their position in the program (inputs first, then
+constants, then the nodes' outputs in execution order), never by object
+identity, so the same graph always prints the same text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+from tracejit.ops.scalar import ScalarOp
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A value the program holds: an input, a constant, or a step's result."""
+
+    index: int
+    dtype: str
+    ndim: int
+    # "input", "constant", "loop" (a fresh array written by a loop),
+    # "view" (a view of another buffer) or "python" (returned by a reference).
+    origin: str
+    label: str = ""  # the graph variable, for comments in the generated code
+
+    @property
+    def name(self) -> str:
+        return f"b{self.index}"
+
+
+@dataclass(frozen=True)
+class ErrorSite:
+    """What an error raised by a step says about where it comes from."""
+
+    op: str      # "Elemwise{add}"
+    where: str   # "\nThe node was created at:\n  File ..., line ..." or ""
+
+
+# A reference from a scalar step to a value: ("operand", i) is element i of
+# the loop's operand buffers, ("step", j) an earlier step's result,
+# ("literal", python_value, dtype) a constant baked into the code.
+ValueRef = tuple
+
+
+@dataclass(frozen=True)
+class ScalarStep:
+    """One elementwise operation inside a loop body.
+
+    ``arg_dtypes`` are the dtypes each argument is converted to before the
+    operation (the dtypes of NumPy's inner loop: NEP 50 for weak operands,
+    the float result dtype for float functions of integers); ``dtype`` is the
+    result's dtype.
+    """
+
+    op: ScalarOp
+    args: tuple[ValueRef, ...]
+    arg_dtypes: tuple[str, ...]
+    dtype: str
+    site: ErrorSite
+
+
+@dataclass(frozen=True)
+class ElementwiseLoop:
+    outputs: tuple[Buffer, ...]
+    results: tuple[ValueRef, ...]     # what each output receives
+    operands: tuple[Buffer, ...]
+    steps: tuple[ScalarStep, ...]
+    ndim: int
+    # Operands whose static type has only length-1 dimensions: loaded once.
+    scalar_operands: tuple[bool, ...]
+    site: ErrorSite
+
+    @property
+    def raises(self) -> bool:
+        return any(_may_raise(step) for step in self.steps)
+
+
+@dataclass(frozen=True)
+class ReduceLoop:
+    """``output = kind-reduction over axes of value``, ``value`` computed
+    elementwise (by ``steps``) over the input shape."""
+
+    output: Buffer
+    kind: str                      # sum, prod, max, min, all, any
+    axes: tuple[int, ...]
+    input_ndim: int
+    operands: tuple[Buffer, ...]
+    steps: tuple[ScalarStep, ...]
+    value: ValueRef
+    value_dtype: str
+    accumulator_dtype: str
+    scalar_operands: tuple[bool, ...]
+    site: ErrorSite
+
+    @property
+    def raises(self) -> bool:
+        return any(_may_raise(step) for step in self.steps)
+
+
+@dataclass(frozen=True)
+class DimShuffleView:
+    output: Buffer
+    source: Buffer
+    new_order: tuple[Union[int, str], ...]
+    dropped: tuple[int, ...]
+    site: ErrorSite
+
+
+@dataclass(frozen=True)
+class ShapeVector:
+    """``output`` = the lengths of ``source`` as an int64 vector (``x.shape``)."""
+
+    output: Buffer
+    source: Buffer
+    site: ErrorSite
+
+
+@dataclass(frozen=True)
+class PythonCall:
+    """Run a node's NumPy reference (``callback`` indexes the program's callbacks)."""
+
+    callback: int
+    inputs: tuple[Buffer, ...]
+    outputs: tuple[Buffer, ...]
+    site: ErrorSite
+
+
+@dataclass(frozen=True)
+class Release:
+    """The buffer is not read after this point: drop its memory."""
+
+    buffer: Buffer
+
+
+Step = Union[ElementwiseLoop, ReduceLoop, DimShuffleView, ShapeVector, PythonCall, Release]
+
+
+@dataclass
+class KernelProgram:
+    inputs: list[Buffer]
+    constants: list[tuple[Buffer, np.ndarray]]
+    outputs: list[Buffer]
+    steps: list[Step]
+    # The nodes run by their reference, in the order of PythonCall.callback.
+    python_nodes: list[Any] = field(default_factory=list)
+
+    def buffers(self) -> list[Buffer]:
+        seen: dict[int, Buffer] = {}
+        for buffer in self.inputs + [b for b, _ in self.constants]:
+            seen[buffer.index] = buffer
+        for step in self.steps:
+            for buffer in _step_outputs(step):
+                seen[buffer.index] = buffer
+        return [seen[i] for i in sorted(seen)]
+
+    def describe(self) -> str:
+        """A line per step, for tests and for reading what the lowering did."""
+        lines = []
+        for step in self.steps:
+            if isinstance(step, ElementwiseLoop):
+                ops = ",".join(s.op.name for s in step.steps)
+                lines.append(f"loop {[b.name for b in step.outputs]} <- "
+                             f"{[b.name for b in step.operands]} [{ops}]")
+            elif isinstance(step, ReduceLoop):
+                ops = ",".join(s.op.name for s in step.steps)
+                lines.append(f"reduce-{step.kind}{list(step.axes)} {step.output.name} <- "
+                             f"{[b.name for b in step.operands]} [{ops}]")
+            elif isinstance(step, DimShuffleView):
+                lines.append(f"view {step.output.name} <- {step.source.name} {step.new_order}")
+            elif isinstance(step, ShapeVector):
+                lines.append(f"shape {step.output.name} <- {step.source.name}")
+            elif isinstance(step, PythonCall):
+                lines.append(f"python {step.site.op} {[b.name for b in step.outputs]} <- "
+                             f"{[b.name for b in step.inputs]}")
+        return "\n".join(lines)
+
+
+def _step_outputs(step: Step) -> tuple[Buffer, ...]:
+    if isinstance(step, (ElementwiseLoop, PythonCall)):
+        return step.outputs
+    if isinstance(step, (ReduceLoop, DimShuffleView, ShapeVector)):
+        return (step.output,)
+    return ()
+
+
+def _may_raise(step: ScalarStep) -> bool:
+    """Integer power with a negative exponent raises, as in NumPy."""
+    return step.op.name == "power" and np.dtype(step.dtype).kind in "iu"
+
+
+def is_literal(ref: ValueRef) -> bool:
+    return ref[0] == "literal"
+
+
+def literal(value: Any, dtype: str) -> Any:
+    return ("literal", np.asarray(value, dtype=dtype).item(), dtype)
