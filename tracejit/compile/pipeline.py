@@ -40,41 +40,38 @@ def rewrite(fgraph: FunctionGraph, mode: str) -> FunctionGraph:
 def make_runner(fgraph: FunctionGraph, mode: str, device: str = "cpu") -> Runner:
     """A callable that runs the (rewritten) graph.
 
-    FAST_RUN and DEBUG_MODE compile the graph to C; FAST_COMPILE and
-    machines without a working C compiler use the reference interpreter
-    (the latter with one warning per process).
+    FAST_RUN and DEBUG_MODE compile the graph to C. Where no C compiler
+    works (``config.cxx`` missing or failing), they fall back to the numba
+    backend, rendered from the same kernel IR, with one warning per
+    compiler; FAST_COMPILE uses the reference interpreter.
     """
     from tracejit.compile.interpreter import Interpreter
     if device == "cuda":
         from tracejit.cuda import cuda_runner
         return cuda_runner(fgraph, mode)
-    if mode == "FAST_COMPILE" or _c_backend_unavailable:
+    if mode == "FAST_COMPILE":
         return Interpreter(fgraph)
-    from tracejit.codegen.backend import c_runner
-    from tracejit.codegen.build import CompileError, CompilerNotFoundError
-    try:
-        return c_runner(fgraph, mode)
-    except CompilerNotFoundError as exc:
-        _disable_c_backend(f"no working C compiler ({exc})")
-    except CompileError as exc:
-        import warnings
-        warnings.warn(f"tracejit: the generated C did not compile; this graph runs on the "
-                      f"NumPy interpreter instead. Please report it.\n{exc}",
-                      RuntimeWarning, stacklevel=3)
-    return Interpreter(fgraph)
+    from tracejit.codegen.numba_backend import fallback_runner, warn_fallback
+    cxx = config.cxx
+    if cxx not in _c_backend_unavailable:
+        from tracejit.codegen.backend import c_runner
+        from tracejit.codegen.build import CompileError, CompilerNotFoundError
+        try:
+            return c_runner(fgraph, mode)
+        except CompilerNotFoundError as exc:
+            # Keyed by compiler: leaving a `config.change(cxx=...)` block
+            # brings the C backend back.
+            _c_backend_unavailable[cxx] = True
+            warn_fallback(f"no working C compiler ({exc})", stacklevel=3)
+        except CompileError as exc:
+            import warnings
+            warnings.warn(f"tracejit: the generated C did not compile; this graph runs on the "
+                          f"fallback backend instead. Please report it.\n{exc}",
+                          RuntimeWarning, stacklevel=3)
+    return fallback_runner(fgraph, mode)
 
 
-_c_backend_unavailable = False
-
-
-def _disable_c_backend(reason: str) -> None:
-    """Warn once, then run every later graph on the interpreter without asking again."""
-    global _c_backend_unavailable
-    import warnings
-    _c_backend_unavailable = True
-    warnings.warn(f"tracejit: {reason}; FAST_RUN falls back to the NumPy interpreter "
-                  f"(set config.cxx to a C compiler to get compiled code)",
-                  RuntimeWarning, stacklevel=4)
+_c_backend_unavailable: dict[str, bool] = {}
 
 
 def compile_graph(fgraph: FunctionGraph, mode: str | None = None,
