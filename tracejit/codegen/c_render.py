@@ -23,8 +23,10 @@ import numpy as np
 from tracejit.codegen.c_prelude import C_TYPES, LIBM_FUNCTIONS, NUMPY_TYPENUMS, prelude
 from tracejit.codegen.c_runtime import runtime_source
 from tracejit.codegen.kernel_ir import (
-    Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, PythonCall, ReduceLoop,
+    Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, OpKernel, PythonCall,
+    ReduceLoop,
     Release, ScalarStep, ShapeVector)
+from tracejit.codegen.native import render_native
 
 _LIBM_CALL = re.compile(r"\b(" + "|".join(LIBM_FUNCTIONS) + r")\(")
 _COMPARISONS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "neq": "!="}
@@ -363,6 +365,8 @@ class ModuleRenderer:
                     f"            ((int64_t *)B[{step.output.index}].data)[d] = "
                     f"(int64_t)B[{step.source.index}].shape[d];",
                     "    }"]
+        if isinstance(step, OpKernel):
+            return render_native(self, step)
         if isinstance(step, PythonCall):
             return self._python_call(step)
         if isinstance(step, Release):

@@ -62,14 +62,14 @@ class CRunner:
 
     @property
     def reference_nodes(self) -> list:
-        return list(self.program.python_nodes)
+        return self.program.reference_nodes()
 
     def __call__(self, input_values: Sequence[Any]) -> list:
         return self.entry(*input_values)
 
     def __repr__(self) -> str:
         return (f"<CRunner: {len(self.program.steps)} steps, "
-                f"{len(self.program.python_nodes)} through the reference>")
+                f"{len(self.program.reference_nodes())} through the reference>")
 
 
 def _native(value: np.ndarray, dtype: str) -> np.ndarray:

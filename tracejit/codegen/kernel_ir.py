@@ -147,13 +147,27 @@ class PythonCall:
 
 
 @dataclass(frozen=True)
+class OpKernel(PythonCall):
+    """A node computed by a hand-written kernel of its op family (codegen/native/).
+
+    It is a PythonCall too: a backend without a renderer for ``kind`` (the
+    numba backend, for now) runs the node's reference through ``callback``.
+    ``params`` are the op's parameters the kernel needs, as plain values.
+    """
+
+    kind: str = ""
+    params: tuple = ()
+
+
+@dataclass(frozen=True)
 class Release:
     """The buffer is not read after this point: drop its memory."""
 
     buffer: Buffer
 
 
-Step = Union[ElementwiseLoop, ReduceLoop, DimShuffleView, ShapeVector, PythonCall, Release]
+Step = Union[ElementwiseLoop, ReduceLoop, DimShuffleView, ShapeVector, PythonCall, OpKernel,
+             Release]
 
 
 @dataclass
@@ -164,6 +178,11 @@ class KernelProgram:
     steps: list[Step]
     # The nodes run by their reference, in the order of PythonCall.callback.
     python_nodes: list[Any] = field(default_factory=list)
+
+    def reference_nodes(self) -> list[Any]:
+        """The nodes that run through their NumPy reference (no native kernel)."""
+        native = {step.callback for step in self.steps if isinstance(step, OpKernel)}
+        return [node for i, node in enumerate(self.python_nodes) if i not in native]
 
     def buffers(self) -> list[Buffer]:
         seen: dict[int, Buffer] = {}

@@ -27,8 +27,9 @@ import numpy as np
 
 from tracejit.codegen.c_prelude import C_TYPES
 from tracejit.codegen.kernel_ir import (
-    Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, PythonCall, ReduceLoop,
-    Release, ScalarStep, ShapeVector, ValueRef, literal)
+    Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, OpKernel, PythonCall,
+    ReduceLoop, Release, ScalarStep, ShapeVector, ValueRef, literal)
+from tracejit.codegen.native import native_kernel
 from tracejit.graph.basic import Apply, Constant, Variable
 from tracejit.graph.fgraph import FunctionGraph
 from tracejit.ops.elemwise import Elemwise
@@ -247,6 +248,15 @@ class Lowering:
             source = self.buffer_of(node.inputs[0])
             output = self.new_buffer(node.outputs[0], "loop")
             self.program.steps.append(ShapeVector(output, source, error_site(node)))
+            return
+        native = native_kernel(node)
+        if native is not None:
+            kind, params = native
+            inputs = tuple(self.buffer_of(v) for v in node.inputs)
+            outputs = tuple(self.new_buffer(v, "python") for v in node.outputs)
+            self.program.python_nodes.append(node)
+            self.program.steps.append(OpKernel(len(self.program.python_nodes) - 1, inputs, outputs,
+                                               error_site(node), kind, params))
             return
         self._python_call(node)
 

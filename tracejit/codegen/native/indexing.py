@@ -1,0 +1,1 @@
+"""Native kernels for the indexing ops (registered with tracejit.codegen.native)."""

@@ -1,0 +1,1 @@
+"""Native kernels for the linalg ops (registered with tracejit.codegen.native)."""

@@ -1,0 +1,1 @@
+"""Native kernels for the nnet ops (registered with tracejit.codegen.native)."""

@@ -1,0 +1,1 @@
+"""Native kernels for the shape ops (registered with tracejit.codegen.native)."""
