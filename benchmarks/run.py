@@ -1,0 +1,254 @@
+"""Run the benchmark suite and print the table.
+
+    python -m benchmarks.run [--quick] [--only W1,W3] [--libs tracejit,numpy,...]
+                             [--markdown FILE] [--json FILE] [--update-readme]
+    python -m benchmarks.run --from-json FILE [--update-readme]   # re-render a saved run
+
+Run it from the repository root (``python -m``; ``benchmarks`` is a package).
+Each (workload, library, case) runs in a fresh process
+(``python -m benchmarks.worker W1 jax float32``) with the thread pools of
+every library pinned to the same count (``--threads``, default: all cores).
+Libraries that are not installed are listed as skipped. ``--quick`` shrinks
+sizes and repeats so the whole harness can be smoke-tested in a few minutes;
+its numbers are not the benchmark.
+
+W6 is arranged here: for each library a fresh cache directory, a "cold"
+process, then a "warm" process on the same directory, repeated
+``--first-call-repeats`` times; the time runs from the moment the process is
+started to the end of its first call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Sequence
+
+from benchmarks import harness, peers, report
+from benchmarks.workloads import WORKLOADS, load
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER_PREFIX = "BENCH_RESULT "
+IMPLEMENTATION_ORDER = ("tracejit", "tracejit.function", "numpy", "numba", "jax", "pytensor",
+                        "torch", "torch.compile")
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke test)")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help="workloads, e.g. W1,W3")
+    parser.add_argument("--libs", default=",".join(harness.ALL_LIBRARIES),
+                        help="libraries: " + ",".join(harness.ALL_LIBRARIES))
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads per library (default: all cores)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per worker process (default 900, --quick 300)")
+    parser.add_argument("--first-call-repeats", type=int, default=None,
+                        help="W6 cold/warm pairs per library (default 3, --quick 1)")
+    parser.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown")
+    parser.add_argument("--json", metavar="FILE", help="also write every raw result as JSON")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="rewrite the benchmark section of README.md with this run")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="run nothing: print (and write) the report of a run saved with --json")
+    parser.add_argument("--verbose", action="store_true", help="show the stderr of failing workers")
+    args = parser.parse_args(argv)
+    args.only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
+    for workload in args.only:
+        if workload not in WORKLOADS:
+            parser.error(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}")
+    args.libs = [name.strip() for name in args.libs.split(",") if name.strip()]
+    for library in args.libs:
+        if library not in harness.ALL_LIBRARIES:
+            parser.error(f"unknown library {library!r}; choose from {', '.join(harness.ALL_LIBRARIES)}")
+    if args.timeout is None:
+        args.timeout = 300.0 if args.quick else 900.0
+    if args.first_call_repeats is None:
+        args.first_call_repeats = 1 if args.quick else 3
+    return args
+
+
+def worker_environment(threads: int, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in harness.THREAD_VARIABLES:
+        env[name] = str(threads)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra)
+    return env
+
+
+def run_worker(workload: str, implementation: str, variant: str, args: argparse.Namespace,
+               extra_env: dict[str, str]) -> dict[str, Any]:
+    """One worker process; its result, or an error result if it died or timed out."""
+    command = [sys.executable, "-m", "benchmarks.worker", workload, implementation, variant]
+    if args.quick:
+        command.append("--quick")
+    base = {"workload": workload, "implementation": implementation, "variant": variant,
+            "status": "error"}
+    env = worker_environment(args.threads, extra_env)
+    env["BENCH_T0"] = repr(time.monotonic())
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the worker's own process group
+        process.communicate()
+        return {**base, "message": f"timed out after {args.timeout:.0f} s"}
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(WORKER_PREFIX):
+            result = json.loads(line[len(WORKER_PREFIX):])
+            if result.get("status") == "error" and args.verbose:
+                print(stderr, file=sys.stderr)
+            return result
+    last = (stderr.strip().splitlines() or ["no output"])[-1]
+    if args.verbose:
+        print(stderr, file=sys.stderr)
+    return {**base, "message": f"worker exited with status {process.returncode}: {last[:200]}"}
+
+
+def merge_first_calls(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """W6: one row from several fresh-process runs (medians of each time)."""
+    good = [r for r in runs if r.get("status") == "ok"]
+    if not good:
+        return runs[-1]
+    merged = dict(good[-1])
+    for key in ("since_process_start_s", "import_s", "first_call_s"):
+        merged[key] = harness.median([r[key] for r in good])
+    merged["samples_s"] = [r["since_process_start_s"] for r in good]
+    merged["median_s"] = merged["since_process_start_s"]
+    failed = [r for r in good if not (r.get("check") or {}).get("ok", True)]
+    if failed:
+        merged["check"] = failed[0]["check"]
+    return merged
+
+
+def planned_implementations(module, libraries: Sequence[str]) -> list[str]:
+    names = [n for n in IMPLEMENTATION_ORDER if n in module.IMPLEMENTATIONS]
+    return [n for n in names if harness.library_of(n) in libraries]
+
+
+def progress(index: int, total: int, result: dict[str, Any], seconds: float) -> None:
+    row = report.rows([result])[0]
+    print(f"[{index}/{total}] {result['workload']} {result['variant']:<12} "
+          f"{result['implementation']:<18} {row[3]:>10}  {row[5][:70]}  ({seconds:.1f} s)",
+          file=sys.stderr, flush=True)
+
+
+def skipped(workload: str, implementation: str, variant: str) -> dict[str, Any]:
+    module_name = harness.LIBRARY_MODULES[implementation]
+    return {"workload": workload, "implementation": implementation, "variant": variant,
+            "status": "skipped", "message": f"{module_name} not installed"}
+
+
+def run_suite(args: argparse.Namespace) -> list[dict[str, Any]]:
+    jobs = []
+    for workload in args.only:
+        module = load(workload)
+        for variant in module.variants(args.quick):
+            for implementation in planned_implementations(module, args.libs):
+                jobs.append((workload, variant, implementation))
+    results: list[dict[str, Any]] = []
+    scratch = tempfile.mkdtemp(prefix="tracejit-bench-")
+    # numba's cache=True must not write into the source tree; other libraries keep their defaults.
+    steady_env = {"NUMBA_CACHE_DIR": os.path.join(scratch, "numba")}
+    try:
+        for index, (workload, variant, implementation) in enumerate(jobs, 1):
+            start = time.perf_counter()
+            if not harness.library_available(implementation):
+                result = skipped(workload, implementation, variant)
+            elif getattr(load(workload), "FIRST_CALL_ONLY", False):
+                result = run_first_call(workload, implementation, variant, args, scratch)
+            else:
+                result = run_worker(workload, implementation, variant, args, steady_env)
+            results.append(result)
+            progress(index, len(jobs), result, time.perf_counter() - start)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+_first_call_cache: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+
+def run_first_call(workload: str, implementation: str, variant: str, args: argparse.Namespace,
+                   scratch: str) -> dict[str, Any]:
+    """W6: cold and warm runs happen together (warm needs the cold run's directory)."""
+    key = (workload, implementation)
+    if key not in _first_call_cache:
+        cold, warm = [], []
+        for repeat in range(args.first_call_repeats):
+            directory = os.path.join(scratch, f"first-call-{implementation}-{repeat}")
+            env = peers.cache_environment(directory)
+            cold.append(run_worker(workload, implementation, "cold", args, env))
+            warm.append(run_worker(workload, implementation, "warm", args, env))
+            shutil.rmtree(directory, ignore_errors=True)
+        _first_call_cache[key] = [merge_first_calls(cold), merge_first_calls(warm)]
+    return _first_call_cache[key][0 if variant == "cold" else 1]
+
+
+def machine_description() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {model}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        write_report(args, saved["meta"], saved["results"])
+        return 0
+    cores = os.cpu_count() or 1
+    load_start = os.getloadavg()[0]
+    date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    started = time.perf_counter()
+    results = run_suite(args)
+    meta = {
+        "date": date,
+        "quick": args.quick, "wall_s": time.perf_counter() - started,
+        "machine": machine_description(), "cores": cores,
+        "load_start": load_start, "load_end": os.getloadavg()[0],
+        "loaded": load_start > 0.5 * cores,
+        "threads": args.threads,
+        "thread_variables": "=".join(["/".join(v.split("_")[0] for v in harness.THREAD_VARIABLES),
+                                      str(args.threads)]),
+    }
+    write_report(args, meta, results)
+    return 0
+
+
+def write_report(args: argparse.Namespace, meta: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    print()
+    print("\n".join(report.header_lines(meta, results)))
+    print()
+    print(report.text_table(results))
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as handle:
+            handle.write(report.markdown_report(meta, results) + "\n")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"meta": meta, "results": results}, handle, indent=1)
+    if args.update_readme:
+        report.update_readme(os.path.join(ROOT, "README.md"), report.readme_section(meta, results))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
