@@ -24,10 +24,43 @@ def c_runner(fgraph, mode: str = "FAST_RUN", werror: bool | None = None) -> CRun
     Raises CompilerNotFoundError when no C compiler works and CompileError
     when the compiler rejects the generated code.
     """
+    program, source = generate_source(fgraph)
+    return bind_runner(fgraph, program, source, werror=werror)
+
+
+def bind_runner(fgraph, program, source: str, werror: bool | None = None) -> CRunner:
+    """Build ``source`` (or find it in the module cache) and bind it to its graph and program.
+
+    The graph cache (graph_cache.py) calls this with a stored graph, program
+    and source, so a warm process builds and links exactly as a cold one.
+    """
     from tracejit.codegen.build import build_extension
     from tracejit.codegen.c_prelude import link_libraries
 
-    program, source = generate_source(fgraph)
+    native = native_build_args(program)
+    if native:
+        # Lowering sets BLAS's thread count; a graph loaded from the graph
+        # cache was never lowered in this process.
+        from tracejit.codegen.native.linalg import ensure_blas_threads
+        ensure_blas_threads()
     module = build_extension(source, MODULE_NAME, extra_flags=EXTRA_FLAGS,
-                             libraries=link_libraries(), werror=werror)
+                             libraries=[*native.pop("libraries", ()), *link_libraries()],
+                             werror=werror, **native)
     return CRunner(fgraph, program, source, module)
+
+
+def native_build_args(program) -> dict:
+    """The ``build_extension`` arguments the program's native kernels need.
+
+    Only modules whose kernels call BLAS link it (its headers, library and
+    symbol macros), so every other module keeps its fast load.
+    """
+    from tracejit.codegen.native.linalg import program_needs_blas
+
+    if not program_needs_blas(program):
+        return {}
+    from tracejit.codegen.blas import blas_build_args
+
+    args = blas_build_args()
+    return {"include_dirs": args["include_dirs"], "library_dirs": args["library_dirs"],
+            "libraries": args["libraries"], "define_macros": args["define_macros"]}

@@ -9,11 +9,12 @@ from inside that call, so a graph is still one module and one entry point.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from tracejit.codegen.kernel_ir import KernelProgram
+if TYPE_CHECKING:  # kernel_ir's dataclasses cost milliseconds at `import tracejit`
+    from tracejit.codegen.kernel_ir import KernelProgram
 
 # The errors an op's reference may raise on bad input; they are re-raised
 # naming the op and the user's line, as the interpreter does.

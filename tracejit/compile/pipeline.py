@@ -88,8 +88,16 @@ def compile_graph(fgraph: FunctionGraph, mode: str | None = None,
     device = config.device if device is None else device
     original = FunctionGraph(fgraph.inputs, fgraph.outputs, clone=True) \
         if mode == "DEBUG_MODE" else None
-    fgraph = rewrite(fgraph, mode)
-    runner = plain_runner = make_runner(fgraph, mode, device)
+    fingerprint, cached = _from_graph_cache(fgraph, mode, device)
+    if cached is not None:
+        fgraph, runner = cached
+    else:
+        fgraph = rewrite(fgraph, mode)
+        runner = make_runner(fgraph, mode, device)
+        if fingerprint is not None:
+            from tracejit.codegen.graph_cache import remember_runner
+            remember_runner(fingerprint, fgraph, runner)
+    plain_runner = runner
     if profile:
         from tracejit.compile.profile import ProfilingRunner
         runner = ProfilingRunner(fgraph, runner, mode, device, name=name)
@@ -97,3 +105,22 @@ def compile_graph(fgraph: FunctionGraph, mode: str | None = None,
         from tracejit.compile.debug import debug_runner
         runner = debug_runner(original, fgraph, runner, mode, device, rerun=plain_runner)
     return fgraph, runner
+
+
+_DEFAULT_STEPS = (rewrite, make_runner)
+
+
+def _from_graph_cache(fgraph: FunctionGraph, mode: str, device: str) -> tuple:
+    """(fingerprint or None, (rewritten graph, runner) or None) from the on-disk graph cache.
+
+    A new process that compiles a graph an earlier one compiled skips
+    rewriting and code generation (tracejit.codegen.graph_cache). The cache
+    stands in for ``rewrite`` and ``make_runner`` together, so it steps aside
+    for the modes and devices that do not end in C and whenever either step
+    has been replaced (tests plant wrong ones).
+    """
+    if mode == "FAST_COMPILE" or device != "cpu" or not config.cxx \
+            or config.cxx in _c_backend_unavailable or (rewrite, make_runner) != _DEFAULT_STEPS:
+        return None, None
+    from tracejit.codegen.graph_cache import load_runner
+    return load_runner(fgraph, mode, device)
