@@ -303,6 +303,8 @@ typedef double float64_t;
 #define TJ_OMP(text)
 #endif
 #define TJ_SIMD __attribute__((simd("notinbranch")))
+/* Reductions that keep the last axis accumulate this many outputs at once. */
+#define TJ_BLOCK 256
 /* Loops over more elements than this run on several threads. */
 #define TJ_PARALLEL_MIN 131072
 /* Loops over more elements than this release the GIL. */

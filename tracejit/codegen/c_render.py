@@ -164,6 +164,20 @@ def _dims(count: int) -> int:
     return max(count, 1)
 
 
+def _threaded(loop: list[str], indent: str, parallel: str, serial: str = "") -> list[str]:
+    """``loop`` on several threads when it is long, as a plain loop otherwise.
+
+    Entering an OpenMP parallel region costs about 0.4 us even when an
+    ``if()`` clause keeps it on one thread: more than the whole of a small
+    call. So the region is only entered past TJ_PARALLEL_MIN elements.
+    ``serial`` is the pragma of the one-thread loop (e.g. ``omp simd``).
+    """
+    inner = ["    " + line for line in loop]
+    serial_pragma = [f'{indent}    TJ_OMP("{serial}")'] if serial else []
+    return ([f"{indent}if (n > TJ_PARALLEL_MIN) {{", f'{indent}    TJ_OMP("{parallel}")', *inner,
+             f"{indent}}} else {{", *serial_pragma, *inner, f"{indent}}}"])
+
+
 class ModuleRenderer:
     def __init__(self, program: KernelProgram, module_name: str) -> None:
         self.program = program
@@ -172,6 +186,62 @@ class ModuleRenderer:
         self.n_constants = len(program.constants)
 
     # -- kernels -------------------------------------------------------------------------------
+    def _row_path(self, loop: ElementwiseLoop, body, statements: list[str],
+                  reduction: str) -> list[str]:
+        """Rows with a unit-stride last dimension: one vectorized inner loop per row.
+
+        Taken when every operand is unit-stride along the last dimension or
+        constant along it (``row_operands``, e.g. a broadcast bias column), as
+        in ``X @ W + b`` where the bias row is reused by every row of ``X``.
+        """
+        nd = loop.ndim
+        last = nd - 1
+        rows = loop.row_operands or (False,) * len(loop.operands)
+        checks = [f"out{k}_st[{last}] == (npy_intp)sizeof({C_TYPES[b.dtype]})"
+                  for k, b in enumerate(loop.outputs)]
+        for k, (buffer, scalar, row) in enumerate(zip(loop.operands, loop.scalar_operands, rows)):
+            if not scalar and not row:
+                checks.append(f"in{k}_st[{last}] == (npy_intp)sizeof({C_TYPES[buffer.dtype]})")
+        outer = [f"i{d}" for d in range(last)]
+
+        def offset(strides: str) -> str:
+            return " + ".join(f"{i} * {strides}[{d}]" for d, i in enumerate(outer))
+
+        row = ["        for (npy_intp r = 0; r < n / m; r++) {",
+               "            npy_intp rest = r;"]
+        for d in reversed(range(last)):
+            row.append(f"            const npy_intp i{d} = rest % shape[{d}];")
+            row.append(f"            rest /= shape[{d}];")
+        row.append("            (void)rest;")
+        for k, buffer in enumerate(loop.outputs):
+            ctype = C_TYPES[buffer.dtype]
+            row.append(f"            {ctype} *restrict o{k} = ({ctype} *)(out{k} + {offset(f'out{k}_st')});")
+        loads = []
+        for k, (buffer, scalar, is_row) in enumerate(zip(loop.operands, loop.scalar_operands, rows)):
+            ctype = C_TYPES[buffer.dtype]
+            if scalar:
+                loads.append(f"                const {ctype} v{k} = s{k};")
+            elif is_row:
+                row.append(f"            const {ctype} r{k} = *(const {ctype} *)(in{k} + {offset(f'in{k}_st')});")
+                loads.append(f"                const {ctype} v{k} = r{k};")
+            else:
+                row.append(f"            const {ctype} *restrict p{k} = "
+                           f"(const {ctype} *)(in{k} + {offset(f'in{k}_st')});")
+                loads.append(f"                const {ctype} v{k} = p{k}[j];")
+            loads.append(f"                (void)v{k};")
+        row.append(f'            TJ_OMP("omp simd{reduction}")')
+        row.append("            for (npy_intp j = 0; j < m; j++) {")
+        row += loads
+        row += ["                " + s for s in statements]
+        for k, (buffer, ref) in enumerate(zip(loop.outputs, loop.results)):
+            row.append(f"                o{k}[j] = {body.result(ref, buffer.dtype)};")
+        row += ["            }", "        }"]
+        lines = [f"    if ({' && '.join(checks)}) {{",
+                 f"        const npy_intp m = shape[{last}];"]
+        lines += _threaded(row, "        ", f"omp parallel for schedule(static){reduction}")
+        lines += ["        return tj_bad;", "    }"]
+        return lines
+
     def elementwise_kernel(self, number: int, loop: ElementwiseLoop) -> str:
         nd = loop.ndim
         body = BodyRenderer(loop.operands, loop.steps)
@@ -206,25 +276,24 @@ class ModuleRenderer:
             if not scalar:
                 ctype = C_TYPES[buffer.dtype]
                 lines.append(f"        const {ctype} *restrict p{k} = (const {ctype} *)in{k};")
-        lines.append(f'        TJ_OMP("omp parallel for simd if(n > TJ_PARALLEL_MIN) '
-                     f'schedule(static){reduction}")')
-        lines.append("        for (npy_intp i = 0; i < n; i++) {")
+        flat = ["        for (npy_intp i = 0; i < n; i++) {"]
         for k, (buffer, scalar) in enumerate(zip(loop.operands, loop.scalar_operands)):
             ctype = C_TYPES[buffer.dtype]
-            lines.append(f"            const {ctype} v{k} = {'s%d' % k if scalar else 'p%d[i]' % k};")
-            lines.append(f"            (void)v{k};")
-        lines += ["            " + s for s in statements]
+            flat.append(f"            const {ctype} v{k} = {'s%d' % k if scalar else 'p%d[i]' % k};")
+            flat.append(f"            (void)v{k};")
+        flat += ["            " + s for s in statements]
         for k, (buffer, ref) in enumerate(zip(loop.outputs, loop.results)):
-            lines.append(f"            o{k}[i] = {body.result(ref, buffer.dtype)};")
-        lines.append("        }")
+            flat.append(f"            o{k}[i] = {body.result(ref, buffer.dtype)};")
+        flat.append("        }")
+        lines += _threaded(flat, "        ", f"omp parallel for simd schedule(static){reduction}",
+                           f"omp simd{reduction}")
         lines.append("        return tj_bad;")
         lines.append("    }")
+        if nd >= 2:
+            lines += self._row_path(loop, body, statements, reduction)
         # The general path: one loop per dimension, byte strides.
         indices = [f"i{d}" for d in range(nd)]
-        if nd >= 1:
-            collapse = f" collapse({nd})" if nd > 1 else ""
-            lines.append(f'    TJ_OMP("omp parallel for{collapse} if(n > TJ_PARALLEL_MIN) '
-                         f'schedule(static){reduction}")')
+        general_start = len(lines)
         for d in range(nd):
             lines.append("    " * (d + 1) + f"for (npy_intp i{d} = 0; i{d} < shape[{d}]; i{d}++)")
         indent = "    " * (nd + 1)
@@ -244,6 +313,11 @@ class ModuleRenderer:
             lines.append(f"{indent}    *({ctype} *)(out{k} + {offset(f'out{k}_st')}) = "
                          f"{body.result(ref, buffer.dtype)};")
         lines.append(indent + "}")
+        if nd >= 1:
+            collapse = f" collapse({nd})" if nd > 1 else ""
+            lines[general_start:] = _threaded(
+                lines[general_start:], "    ",
+                f"omp parallel for{collapse} schedule(static){reduction}")
         lines.append("    return tj_bad;")
         lines.append("}")
         return "\n".join(lines)
@@ -294,27 +368,27 @@ class ModuleRenderer:
             clauses = f" reduction({simd_kind}:acc)" if simd_kind else ""
             if raises:
                 clauses += " reduction(|:tj_bad)"
+            flat = ["        for (npy_intp i = 0; i < n; i++) {"]
+            flat += loads("            ", lambda k, ctype: f"((const {ctype} *)in{k})[i]")
+            flat += ["            " + s for s in statements]
+            flat.append(f"            {combine.format(acc='acc', value=value)};")
+            flat.append("        }")
             if simd_kind:
-                lines.append(f'        TJ_OMP("omp parallel for simd if(n > TJ_PARALLEL_MIN) '
-                             f'schedule(static){clauses}")')
-            lines.append("        for (npy_intp i = 0; i < n; i++) {")
-            lines += loads("            ", lambda k, ctype: f"((const {ctype} *)in{k})[i]")
-            lines += ["            " + s for s in statements]
-            lines.append(f"            {combine.format(acc='acc', value=value)};")
-            lines.append("        }")
+                flat = _threaded(flat, "        ", f"omp parallel for simd schedule(static){clauses}",
+                                 f"omp simd{clauses}")
+            lines += flat
             lines.append(f"        *({out_type} *)out = ({out_type})acc;")
             lines.append("        return tj_bad;")
             lines.append("    }")
+        if kept and kept[-1] == nd - 1 and reduced and not raises:
+            lines += self._column_reduce_path(loop, kept, reduced, body, statements, value,
+                                              identity, combine)
         indices = {d: f"i{d}" for d in range(nd)}
 
         def offset(strides: str) -> str:
             return " + ".join(f"{indices[d]} * {strides}[{d}]" for d in range(nd)) or "0"
 
-        if kept:
-            collapse = f" collapse({len(kept)})" if len(kept) > 1 else ""
-            bad = " reduction(|:tj_bad)" if raises else ""
-            lines.append(f'    TJ_OMP("omp parallel for{collapse} if(n > TJ_PARALLEL_MIN) '
-                         f'schedule(static){bad}")')
+        kept_start = len(lines)
         depth = 1
         for d in kept:
             lines.append("    " * depth + f"for (npy_intp i{d} = 0; i{d} < shape[{d}]; i{d}++)")
@@ -339,9 +413,80 @@ class ModuleRenderer:
         lines.append("    " * depth + f"*({out_type} *)(out + {out_offset}) = ({out_type})acc;")
         depth -= 1
         lines.append("    " * depth + "}")
+        if kept:
+            collapse = f" collapse({len(kept)})" if len(kept) > 1 else ""
+            bad = " reduction(|:tj_bad)" if raises else ""
+            lines[kept_start:] = _threaded(lines[kept_start:], "    ",
+                                           f"omp parallel for{collapse} schedule(static){bad}")
         lines.append("    return tj_bad;")
         lines.append("}")
         return "\n".join(lines)
+
+    def _column_reduce_path(self, loop: ReduceLoop, kept: list[int], reduced: list[int], body,
+                            statements: list[str], value: str, identity: str,
+                            combine: str) -> list[str]:
+        """Reductions that keep the last axis (``x.sum(axis=0)``, bias gradients).
+
+        The kept last axis is walked in blocks of TJ_BLOCK contiguous
+        elements, each block accumulating over every reduced index: memory
+        is read row by row and the inner loop vectorizes, where the general
+        path would walk each output's reduced elements with a large stride.
+        """
+        nd = loop.input_ndim
+        last = nd - 1
+        acc_type = C_TYPES[loop.accumulator_dtype]
+        out_type = C_TYPES[loop.output.dtype]
+        outer = kept[:-1]
+        checks = [f"in{k}_st[{last}] == (npy_intp)sizeof({C_TYPES[b.dtype]})"
+                  for k, (b, scalar) in enumerate(zip(loop.operands, loop.scalar_operands))
+                  if not scalar]
+        outer_count = " * ".join(f"shape[{d}]" for d in outer) or "1"
+        unit = ["        for (npy_intp u = 0; u < units; u++) {",
+                "            npy_intp rest = u / blocks;",
+                "            const npy_intp jb = (u % blocks) * TJ_BLOCK;"]
+        for d in reversed(outer):
+            unit.append(f"            const npy_intp i{d} = rest % shape[{d}];")
+            unit.append(f"            rest /= shape[{d}];")
+        unit += ["            (void)rest;",
+                 "            const npy_intp len = m - jb < TJ_BLOCK ? m - jb : TJ_BLOCK;",
+                 f"            {acc_type} acc[TJ_BLOCK];",
+                 f"            for (npy_intp j = 0; j < len; j++) acc[j] = {identity};"]
+        depth = 3
+        for d in reduced:
+            unit.append("    " * depth + f"for (npy_intp i{d} = 0; i{d} < shape[{d}]; i{d}++)")
+            depth += 1
+        indent = "    " * depth
+        unit.append(indent + "{")
+        walked = outer + reduced
+        loads = []
+        for k, (buffer, scalar) in enumerate(zip(loop.operands, loop.scalar_operands)):
+            ctype = C_TYPES[buffer.dtype]
+            if scalar:
+                loads.append(f"{indent}        const {ctype} v{k} = s{k};")
+            else:
+                base = " + ".join(f"i{d} * in{k}_st[{d}]" for d in walked)
+                unit.append(f"{indent}    const {ctype} *restrict p{k} = (const {ctype} *)"
+                            f"(in{k} + {base} + jb * in{k}_st[{last}]);")
+                loads.append(f"{indent}        const {ctype} v{k} = p{k}[j];")
+            loads.append(f"{indent}        (void)v{k};")
+        unit.append(f'{indent}    TJ_OMP("omp simd")')
+        unit.append(f"{indent}    for (npy_intp j = 0; j < len; j++) {{")
+        unit += loads
+        unit += [f"{indent}        " + st for st in statements]
+        unit.append(f"{indent}        {combine.format(acc='acc[j]', value=value)};")
+        unit += [f"{indent}    }}", f"{indent}}}"]
+        out_offset = " + ".join(f"i{d} * out_st[{j}]" for j, d in enumerate(outer))
+        unit.append(f"            for (npy_intp j = 0; j < len; j++) *({out_type} *)(out + "
+                    f"{out_offset + ' + ' if out_offset else ''}(jb + j) * out_st[{len(kept) - 1}])"
+                    f" = ({out_type})acc[j];")
+        unit.append("        }")
+        lines = [f"    if ({' && '.join(checks) or '1'}) {{",
+                 f"        const npy_intp m = shape[{last}];",
+                 "        const npy_intp blocks = (m + TJ_BLOCK - 1) / TJ_BLOCK;",
+                 f"        const npy_intp units = {outer_count} * blocks;"]
+        lines += _threaded(unit, "        ", "omp parallel for schedule(static)")
+        lines += ["        return tj_bad;", "    }"]
+        return lines
 
     # -- the entry point -----------------------------------------------------------------------
     def site_strings(self, site: ErrorSite) -> tuple[str, str]:

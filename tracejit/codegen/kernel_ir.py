@@ -90,6 +90,10 @@ class ElementwiseLoop:
     # Operands whose static type has only length-1 dimensions: loaded once.
     scalar_operands: tuple[bool, ...]
     site: ErrorSite
+    # Operands whose last dimension is statically of length 1 (a bias column,
+    # a keepdims reduction): constant along each row of the loop, so the row
+    # path loads them once per row and the inner loop stays unit-stride.
+    row_operands: tuple[bool, ...] = ()
 
     @property
     def raises(self) -> bool:

@@ -321,8 +321,9 @@ class Lowering:
                 # A group that only forwards a value still writes a fresh array.
                 raise Unsupported("empty loop")
             output = self.new_buffer(out, "loop")
+            rows = tuple(v.ndim >= 1 and v.type.broadcastable[-1] for v in operand_vars)
             return ElementwiseLoop((output,), (result[0],), tuple(operands), tuple(body.steps),
-                                   out.type.ndim, scalar, site)
+                                   out.type.ndim, scalar, site, rows)
         return self._reduce_loop(root, body, values, value_of, operands, operand_vars, site)
 
     def _reduce_loop(self, root, body, values, value_of, operands, operand_vars, site):

@@ -6,6 +6,11 @@ variables it reads. A call checks and converts its arguments, runs the
 graph, returns copies where an output would alias an input or a shared
 value, and only then applies the updates: all computed from the old values,
 none applied if the call raised.
+
+The call slot is C (``tracejit.codegen.dispatch``): where the compiled entry
+point does the whole call (a C runner, no shared variables, no updates), a
+call whose arguments are already arrays of the inputs' exact types goes
+straight to it; every other call takes ``_call_slow``, the Python path.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from tracejit.codegen.dispatch import (
+    ANY_LENGTH, RESULT_LIST, RESULT_NONE, RESULT_SINGLE, install_fast_path, new_dispatching)
 from tracejit.compile.pipeline import compile_graph, resolve_mode
 from tracejit.compile.profile import find_profile
 from tracejit.config import config
@@ -157,6 +164,9 @@ def _normalize_givens(givens) -> dict:
 class Function:
     """A compiled graph, callable with arrays. Built by ``tj.function``."""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Function":
+        return new_dispatching(cls)  # an instance with the C call slot, where it builds
+
     def __init__(self, inputs, outputs=None, updates=None, givens=None, mode=None,
                  allow_input_downcast=False, name=None, device=None, profile=None) -> None:
         self.name = name
@@ -209,6 +219,22 @@ class Function:
         self.profile = find_profile(self._runner)
         self._labels = [_describe_input(p, i.variable, i.name) for p, i in enumerate(self.inputs)]
         self._by_name = {i.name: p for p, i in enumerate(self.inputs) if i.name}
+        self._install_fast_path()
+
+    def _install_fast_path(self) -> None:
+        """Let a call of exactly typed arrays go straight to the compiled entry point.
+
+        Only where the entry point alone does all of ``__call__``: a C runner
+        (its outputs are fresh arrays, never inputs, views of them or
+        constants), no shared variables to append, no updates to apply. The
+        DEBUG_MODE and profiling runners have no ``entry`` and never qualify.
+        """
+        from tracejit.codegen.entry import CRunner
+        if type(self._runner) is not CRunner or self.shared or self.updates:
+            return
+        rules = tuple(array_rule(spec.variable.type) for spec in self.inputs)
+        result = {"single": RESULT_SINGLE, "list": RESULT_LIST, "none": RESULT_NONE}[self._return]
+        install_fast_path(self, self._runner.entry, rules, result)
 
     @property
     def graph(self) -> FunctionGraph:
@@ -245,6 +271,9 @@ class Function:
             return outputs
         return None
 
+    # What the C call slot runs when a call is not for its fast path.
+    _call_slow = __call__
+
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run on input arrays already of the inputs' types; returns the outputs.
 
@@ -280,6 +309,17 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<tracejit.Function {self.name or ''} inputs={[i.variable for i in self.inputs]}>"
+
+
+def array_rule(type_: TensorType, lengths: Sequence[int] | None = None) -> tuple:
+    """The fast-path rule of an input of ``type_`` (see tracejit.codegen.dispatch).
+
+    Static lengths must match exactly, others are free; ``lengths`` overrides
+    the per-dimension rule.
+    """
+    if lengths is None:
+        lengths = [ANY_LENGTH if n is None else n for n in type_.shape]
+    return (np.dtype(type_.dtype).num, type_.ndim, tuple(lengths))
 
 
 def _unaliased(value: Any, protected: Iterable[np.ndarray]) -> np.ndarray:

@@ -7,6 +7,14 @@ proxies, builds a ``tj.function``-style ``Function`` from the traced graph
 become its updates) and caches it. ``explain_retrace`` says why a call
 would trace again, and the ``tracejit.compile`` logger reports it at INFO
 level on every re-trace.
+
+The call slot is C (``tracejit.codegen.dispatch``): each specialization whose
+arguments are all arrays (no static arguments, no Python scalars, no trees,
+no keywords) and whose graph the entry point runs alone (C runner, no shared
+variables, no updates) gets a fast path that checks dtype, rank and
+length-1 dimensions, and the environment part of the key (``config.mode``,
+``device``, ``floatX``, ``profile``) in C and calls the entry point. Every
+other call runs ``_call_slow``: the key, the cache, the Python checks.
 """
 
 from __future__ import annotations
@@ -18,7 +26,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tracejit.compile.function import Function
+from tracejit.codegen.dispatch import (
+    NOT_ONE, RESULT_LIST, RESULT_NONE, RESULT_SINGLE, RESULT_TUPLE, clear_fast_paths,
+    install_fast_path, new_dispatching)
+from tracejit.codegen.entry import CRunner
+from tracejit.compile.function import Function, array_rule
 from tracejit.compile.pipeline import resolve_mode
 from tracejit.config import DEVICES, config
 from tracejit.graph.basic import SharedVariable
@@ -61,6 +73,9 @@ class CompiledFunction:
     select. ``f.trace_count`` counts traces; ``f.cache_size`` the
     specializations kept in memory.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "CompiledFunction":
+        return new_dispatching(cls)  # an instance with the C call slot, where it builds
 
     def __init__(self, fn: Callable, static_argnums: Sequence[int] = (),
                  static_argnames: Sequence[str] = (), mode: str | None = None,
@@ -115,6 +130,9 @@ class CompiledFunction:
             entry = self._compile(key, leaves, args, kwargs)
         return entry.run(leaves)
 
+    # What the C call slot runs when a call is not for a fast path.
+    _call_slow = __call__
+
     def _compile(self, key: tuple, leaves: list, args: tuple, kwargs: dict) -> CompiledEntry:
         if self._cache and logger.isEnabledFor(logging.INFO):
             logger.info("%s traces again: %s", self.__qualname__,
@@ -126,7 +144,32 @@ class CompiledFunction:
                             device=device, name=self.__qualname__, profile=profile)
         entry = CompiledEntry(trace, function, self.trace_count)
         self._cache[key] = entry
+        self._install_fast_path(key, entry)
         return entry
+
+    def _install_fast_path(self, key: tuple, entry: CompiledEntry) -> None:
+        """Let calls with this key's signature skip the Python path, where that is exact."""
+        positional, named, environment = key
+        function = entry.function
+        if named or any(signature[0] != "array" for signature in positional) or \
+                type(function._runner) is not CRunner or function.shared or function.updates:
+            return
+        result = _result_kind(entry.trace.output_structure, function.n_outputs)
+        if result is None:
+            return
+        # A length-1 dimension broadcasts: it is part of the key, the other lengths are not.
+        rules = tuple(array_rule(variable.type, [1 if one else NOT_ONE for one in signature[2]])
+                      for variable, signature in zip(entry.trace.inputs, positional))
+        mode, device, floatX, profile = environment
+        guards = [("floatX", floatX)]
+        if self._mode is None:
+            guards.append(("mode", mode))
+        if self._device is None:
+            guards.append(("device", device))
+        if self._profile is None:
+            guards.append(("profile", profile))
+        install_fast_path(self, function._runner.entry, rules, result, config._values,
+                          tuple(guards))
 
     def _entry(self, args: tuple, kwargs: dict) -> CompiledEntry:
         try:
@@ -145,6 +188,7 @@ class CompiledFunction:
     def clear_cache(self) -> None:
         """Forget every specialization (the next call traces again)."""
         self._cache.clear()
+        clear_fast_paths(self)
 
     def graph(self, *args: Any, optimized: bool = True, **kwargs: Any) -> FunctionGraph:
         """The graph for these arguments' signature (traced and compiled if new).
@@ -226,6 +270,18 @@ class CompiledFunction:
 
     def __repr__(self) -> str:
         return f"<tracejit compiled function {self.__qualname__} ({self.cache_size} cached)>"
+
+
+def _result_kind(structure: tuple, n_outputs: int) -> int | None:
+    """How the fast path returns the entry point's output list, or None if it cannot."""
+    kind = structure[0]
+    if kind == "leaf":
+        return RESULT_SINGLE
+    if kind == "none":
+        return RESULT_NONE if n_outputs == 0 else None
+    if kind in ("tuple", "list") and all(child[0] == "leaf" for child in structure[1]):
+        return RESULT_TUPLE if kind == "tuple" else RESULT_LIST
+    return None
 
 
 def compile(fn: Callable | None = None, *, static_argnums: Sequence[int] = (),
