@@ -1,0 +1,365 @@
+"""The host side of a CUDA program: run the steps, launch the kernels, move the data.
+
+``CudaRunner`` walks a KernelProgram's steps in order. Loops launch the
+kernels of tracejit/cuda/render.py; the shapes, the broadcast check and the
+aligned operand strides are computed here, at run time, exactly as the C
+backend's entry point does (``tj_broadcast``/``tj_align``). Views and
+shape vectors need no kernel. Nodes without a device kernel (``PythonCall``
+and ``OpKernel`` steps: indexing, linear algebra, convolution...) make a
+host round trip: their inputs are copied to the host, the node's NumPy
+reference runs, its outputs are copied back. That is correct but slow; it
+is what ``reference_nodes`` lists.
+
+The runner speaks to a ``Device`` (memory, copies, launches). Two exist:
+``tracejit.cuda.runtime.NumbaDevice`` (a real GPU through numba's driver
+bindings) and ``tracejit.cuda.shim.EmulatedDevice`` (host memory, kernels
+run by the host shim), so everything here is tested without a GPU.
+
+Inputs may be NumPy values (copied in; outputs come back as ndarrays) or
+objects with ``__cuda_array_interface__`` (used in place; outputs then
+stay on the device, as the device's array objects).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from tracejit.codegen.kernel_ir import (
+    Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, PythonCall, ReduceLoop,
+    Release, ShapeVector)
+from tracejit.cuda.render import CudaModule, ElementwiseLaunch, KernelSpec, ReduceLaunch
+
+
+@dataclass
+class DeviceArray:
+    """A strided array in device memory (byte strides; ``owner`` keeps the memory alive)."""
+
+    ptr: int
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    dtype: np.dtype
+    owner: Any
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def cuda_array_interface(self) -> dict:
+        return {"shape": self.shape, "strides": self.strides, "typestr": self.dtype.str,
+                "data": (self.ptr, False), "version": 3}
+
+
+class LoadedKernels(Protocol):
+    def launch(self, spec: KernelSpec, grid: int, block: int, args: Sequence[int]) -> None: ...
+
+
+class Device(Protocol):
+    block_size: int        # threads per block
+    max_blocks: int        # blocks per launch (grid-stride loops cover the rest)
+    reduce_blocks: int     # aim for about this many blocks in a reduction
+
+    def load(self, module: CudaModule) -> LoadedKernels: ...
+    def alloc(self, nbytes: int) -> tuple[int, Any]: ...
+    def upload(self, host: np.ndarray) -> tuple[int, Any]: ...
+    def download(self, ptr: int, nbytes: int, owner: Any) -> np.ndarray: ...
+    def zero(self, ptr: int, nbytes: int) -> None: ...
+    def synchronize(self) -> None: ...
+    def export(self, array: DeviceArray) -> Any: ...
+
+
+def contiguous_strides(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:
+    strides, step = [], itemsize
+    for length in reversed(shape):
+        strides.append(step)
+        step *= max(length, 1)
+    return tuple(reversed(strides))
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return str(tuple(shape))
+
+
+class KernelLaunchError(RuntimeError):
+    """A kernel could not be launched or failed on the device."""
+
+
+class CudaRunner:
+    """A function graph compiled for a device: call it with the list of input values."""
+
+    def __init__(self, fgraph, program: KernelProgram, module: CudaModule, device: Device) -> None:
+        from tracejit.codegen.entry import ReferenceCallback
+
+        self.fgraph = fgraph
+        self.program = program
+        self.module = module
+        self.device = device
+        self.kernels = device.load(module)
+        self.callbacks = [ReferenceCallback(node) for node in program.python_nodes]
+        self.constants = {buffer.index: self._upload(np.asarray(value, dtype=buffer.dtype))
+                          for buffer, value in program.constants}
+
+    @property
+    def source(self) -> str:
+        return self.module.source
+
+    @property
+    def reference_nodes(self) -> list:
+        """Every node without a device kernel (all of them make a host round trip)."""
+        return list(self.program.python_nodes)
+
+    def __repr__(self) -> str:
+        return (f"<CudaRunner: {len(self.module.kernels)} kernels, "
+                f"{len(self.program.python_nodes)} host round trips>")
+
+    # -- memory ------------------------------------------------------------------------------
+    def _upload(self, host: np.ndarray) -> DeviceArray:
+        host = np.asarray(host)
+        if not host.flags.c_contiguous:
+            host = host.copy(order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
+        if not host.dtype.isnative:
+            host = host.astype(host.dtype.newbyteorder("="))
+        ptr, owner = self.device.upload(host)
+        return DeviceArray(ptr, host.shape, contiguous_strides(host.shape, host.itemsize),
+                           host.dtype, owner)
+
+    def _empty(self, shape: Sequence[int], dtype: str) -> DeviceArray:
+        dtype = np.dtype(dtype)
+        shape = tuple(int(n) for n in shape)
+        ptr, owner = self.device.alloc(max(math.prod(shape), 1) * dtype.itemsize)
+        return DeviceArray(ptr, shape, contiguous_strides(shape, dtype.itemsize), dtype, owner)
+
+    def to_host(self, array: DeviceArray) -> np.ndarray:
+        """A fresh C-contiguous ndarray with the values of ``array`` (any strides)."""
+        if array.size == 0:
+            return np.empty(array.shape, array.dtype)
+        low = sum(min(0, (n - 1) * s) for n, s in zip(array.shape, array.strides))
+        high = sum(max(0, (n - 1) * s) for n, s in zip(array.shape, array.strides))
+        raw = self.device.download(array.ptr + low, high - low + array.dtype.itemsize,
+                                   array.owner)
+        view = np.ndarray(array.shape, array.dtype, buffer=raw, offset=-low,
+                          strides=array.strides)
+        return np.array(view, order="C", copy=True)
+
+    # -- a call --------------------------------------------------------------------------------
+    def __call__(self, input_values: Sequence[Any]) -> list:
+        program = self.program
+        if len(input_values) != len(program.inputs):
+            raise TypeError(f"expected {len(program.inputs)} inputs, got {len(input_values)}")
+        on_device = any(_is_device_object(v) for v in input_values)
+        values: dict[int, DeviceArray] = dict(self.constants)
+        for position, (buffer, value) in enumerate(zip(program.inputs, input_values)):
+            values[buffer.index] = self._input(buffer, value, position)
+        flag = self._empty((1,), "int32")
+        launched: list[ErrorSite] = []
+        for number, step in enumerate(program.steps):
+            if isinstance(step, ElementwiseLoop):
+                self._elementwise(self.module.launches[number], values, flag, launched)
+            elif isinstance(step, ReduceLoop):
+                self._reduce(self.module.launches[number], values, flag, launched)
+            elif isinstance(step, DimShuffleView):
+                values[step.output.index] = _view(step, values[step.source.index])
+            elif isinstance(step, ShapeVector):
+                shape = np.array(values[step.source.index].shape, dtype=np.int64)
+                values[step.output.index] = self._upload(shape)
+            elif isinstance(step, PythonCall):
+                self._host_round_trip(step, values)
+            elif isinstance(step, Release):
+                values.pop(step.buffer.index, None)
+        self._synchronize(launched)
+        results = []
+        for buffer in program.outputs:
+            array = values[buffer.index]
+            if on_device:
+                if buffer.origin in ("input", "constant", "view") or \
+                        any(r is array for r in results):
+                    array = self._upload(self.to_host(array))  # never alias an input
+                results.append(array)
+            else:
+                results.append(self.to_host(array))
+        return [self.device.export(r) for r in results] if on_device else results
+
+    def _synchronize(self, launched: list[ErrorSite]) -> None:
+        try:
+            self.device.synchronize()
+        except Exception as exc:
+            ops = ", ".join(dict.fromkeys(site.op for site in launched)) or "none"
+            where = launched[-1].where if launched else ""
+            raise KernelLaunchError(f"a CUDA kernel failed ({exc}); the kernels since the last "
+                                    f"check computed: {ops}{where}") from exc
+        launched.clear()
+
+    def _input(self, buffer: Buffer, value: Any, position: int) -> DeviceArray:
+        if _is_device_object(value):
+            array = from_cuda_array_interface(value)
+            if array.dtype != np.dtype(buffer.dtype) or len(array.shape) != buffer.ndim:
+                raise TypeError(f"input {position}: expected a {buffer.ndim}-d {buffer.dtype} "
+                                f"device array, got a {len(array.shape)}-d {array.dtype} one "
+                                f"(device arrays are not converted; cast it first)")
+            return array
+        host = np.asarray(value)
+        if host.ndim != buffer.ndim:
+            raise TypeError(f"input {position}: expected {buffer.ndim} dimensions, got {host.ndim}")
+        if host.dtype != np.dtype(buffer.dtype):
+            host = host.astype(buffer.dtype, casting="safe")
+        return self._upload(host)
+
+    # -- loops -----------------------------------------------------------------------------------
+    def _broadcast(self, nd: int, operands: Sequence[DeviceArray], buffers: Sequence[Buffer],
+                   site: ErrorSite) -> tuple[list[int], list[list[int]]]:
+        """The loop shape and each operand's byte strides aligned to it (0 where broadcast)."""
+        shape = [1] * nd
+        for array in operands:
+            offset = nd - len(array.shape)
+            for d, length in enumerate(array.shape):
+                if length == 1:
+                    continue
+                if shape[offset + d] == 1:
+                    shape[offset + d] = length
+                elif shape[offset + d] != length:
+                    shapes = " and ".join(_shape_text(a.shape) for a in operands)
+                    raise ValueError(f"{site.op}: operands could not be broadcast together "
+                                     f"with shapes {shapes}{site.where}")
+        aligned = []
+        for array in operands:
+            offset = nd - len(array.shape)
+            strides = [0] * nd
+            for d, (length, stride) in enumerate(zip(array.shape, array.strides)):
+                strides[offset + d] = 0 if length == 1 else stride
+            aligned.append(strides)
+        return shape, aligned
+
+    def _launch(self, spec: KernelSpec, grid: int, block: int, args: dict[str, int],
+                site: ErrorSite, launched: list[ErrorSite]) -> None:
+        ordered = [args[name] for _, name in spec.params]
+        try:
+            self.kernels.launch(spec, grid, block, ordered)
+        except Exception as exc:
+            raise KernelLaunchError(f"{site.op}: launching CUDA kernel {spec.name} "
+                                    f"(grid {grid}, block {block}) failed: {exc}{site.where}") from exc
+        launched.append(site)
+
+    def _check_flag(self, flag: DeviceArray, site: ErrorSite, launched: list[ErrorSite]) -> None:
+        self._synchronize(launched)
+        if self.to_host(flag)[0]:
+            raise ValueError(f"{site.op}: Integers to negative integer powers are not allowed."
+                             f"{site.where}")
+
+    def _elementwise(self, launch: ElementwiseLaunch, values, flag, launched) -> None:
+        loop = launch.loop
+        operands = [values[b.index] for b in loop.operands]
+        shape, strides = self._broadcast(loop.ndim, operands, loop.operands, loop.site)
+        outputs = [self._empty(shape, b.dtype) for b in loop.outputs]
+        for buffer, array in zip(loop.outputs, outputs):
+            values[buffer.index] = array
+        n = math.prod(shape)
+        if n == 0:
+            return
+        flat = all(scalar or (list(a.shape) == shape and
+                              tuple(a.strides) == contiguous_strides(shape, a.dtype.itemsize))
+                   for a, scalar in zip(operands, loop.scalar_operands))
+        args = {"n": n, "flat": int(flat), "bad": flag.ptr}
+        args.update({f"shape{d}": length for d, length in enumerate(shape)})
+        args.update({f"out{k}": array.ptr for k, array in enumerate(outputs)})
+        for k, (array, aligned) in enumerate(zip(operands, strides)):
+            args[f"in{k}"] = array.ptr
+            args.update({f"in{k}_st{d}": s for d, s in enumerate(aligned)})
+        if loop.raises:
+            self.device.zero(flag.ptr, 4)
+        block = self.device.block_size
+        grid = max(1, min(-(-n // block), self.device.max_blocks))
+        self._launch(launch.kernel, grid, block, args, loop.site, launched)
+        if loop.raises:
+            self._check_flag(flag, loop.site, launched)
+
+    def _reduce(self, launch: ReduceLaunch, values, flag, launched) -> None:
+        loop = launch.loop
+        nd = loop.input_ndim
+        operands = [values[b.index] for b in loop.operands]
+        shape, strides = self._broadcast(nd, operands, loop.operands, loop.site)
+        kept = [shape[d] for d in range(nd) if d not in loop.axes]
+        n_out = math.prod(kept)
+        n_reduced = math.prod(shape[d] for d in loop.axes)
+        if loop.kind in ("max", "min") and n_reduced == 0 and n_out > 0:
+            name = "maximum" if loop.kind == "max" else "minimum"
+            raise ValueError(f"{loop.site.op}: zero-size array to reduction operation {name} "
+                             f"which has no identity{loop.site.where}")
+        out = self._empty(kept, loop.output.dtype)
+        values[loop.output.index] = out
+        if n_out == 0:
+            return
+        device = self.device
+        block = device.block_size
+        chunks = 1
+        if n_out < device.reduce_blocks and n_reduced > block:
+            chunks = max(1, min(-(-n_reduced // block), device.reduce_blocks // n_out))
+        partial = self._empty((n_out * chunks,), loop.accumulator_dtype) if chunks > 1 else out
+        args = {"n_out": n_out, "n_reduced": n_reduced, "chunks": chunks, "bad": flag.ptr,
+                "out": out.ptr, "partial": partial.ptr}
+        args.update({f"shape{d}": length for d, length in enumerate(shape)})
+        for k, (array, aligned) in enumerate(zip(operands, strides)):
+            args[f"in{k}"] = array.ptr
+            args.update({f"in{k}_st{d}": s for d, s in enumerate(aligned)})
+        if loop.raises:
+            device.zero(flag.ptr, 4)
+        grid = max(1, min(n_out * chunks, device.max_blocks))
+        self._launch(launch.kernel, grid, block, args, loop.site, launched)
+        if chunks > 1:
+            combine_args = {"n_out": n_out, "chunks": chunks, "out": out.ptr,
+                            "partial": partial.ptr}
+            self._launch(launch.combine, max(1, min(n_out, device.max_blocks)), block,
+                         combine_args, loop.site, launched)
+        if loop.raises:
+            self._check_flag(flag, loop.site, launched)
+        if chunks > 1:
+            self._synchronize(launched)  # the partial buffer is freed on return
+
+    # -- host round trips --------------------------------------------------------------------------
+    def _host_round_trip(self, step: PythonCall, values: dict[int, DeviceArray]) -> None:
+        """Copy the inputs to the host, run the node's reference, copy the results back."""
+        hosts = [self.to_host(values[b.index]) for b in step.inputs]
+        results = self.callbacks[step.callback](*hosts)
+        for buffer, result in zip(step.outputs, results):
+            result = np.asarray(result)
+            if result.dtype != np.dtype(buffer.dtype) or result.ndim != buffer.ndim:
+                raise TypeError(f"{step.site.op}: the reference returned a {result.ndim}-d "
+                                f"{result.dtype} array where a {buffer.ndim}-d {buffer.dtype} "
+                                f"one was expected{step.site.where}")
+            values[buffer.index] = self._upload(result)
+
+
+def _view(step: DimShuffleView, source: DeviceArray) -> DeviceArray:
+    for d in step.dropped:
+        if source.shape[d] != 1:
+            raise ValueError(f"{step.site.op}: cannot drop dimension {d} of length "
+                             f"{source.shape[d]} (input shape {_shape_text(source.shape)})"
+                             f"{step.site.where}")
+    shape, strides = [], []
+    for origin in step.new_order:
+        if origin == "x":
+            shape.append(1)
+            strides.append(0)
+        else:
+            shape.append(source.shape[origin])
+            strides.append(source.strides[origin])
+    return DeviceArray(source.ptr, tuple(shape), tuple(strides), source.dtype, source.owner)
+
+
+def _is_device_object(value: Any) -> bool:
+    return not isinstance(value, np.ndarray) and hasattr(value, "__cuda_array_interface__")
+
+
+def from_cuda_array_interface(value: Any) -> DeviceArray:
+    """The DeviceArray describing an object with ``__cuda_array_interface__`` (kept alive)."""
+    interface = value.__cuda_array_interface__
+    dtype = np.dtype(interface["typestr"])
+    shape = tuple(int(n) for n in interface["shape"])
+    strides = interface.get("strides")
+    strides = contiguous_strides(shape, dtype.itemsize) if strides is None else \
+        tuple(int(s) for s in strides)
+    if interface.get("mask") is not None:
+        raise TypeError("device arrays with a mask are not supported")
+    return DeviceArray(int(interface["data"][0] or 0), shape, strides, dtype, value)

@@ -1,0 +1,180 @@
+"""The text every CUDA module starts with: types, the tj_* helpers, block reductions.
+
+The helpers are the C backend's own source text (tracejit/codegen/c_prelude.py),
+with ``static inline`` turned into ``TJ_FN`` (``__host__ __device__``), so
+the two backends share one definition of NumPy's semantics (integer
+division by zero, ``npy_divmod``, NaN-propagating maximum, float to integer
+conversion...). C11's ``_Generic`` has no C++ equivalent; each generic
+helper becomes a set of C++ overloads forwarding to the per-dtype functions.
+
+The same text compiles three ways:
+
+- nvcc (the standard headers are there);
+- NVRTC (``__CUDACC_RTC__``: no standard headers, so the fixed-width types
+  and the limits macros are defined here; math functions are built in);
+- g++ for the host shim (``TJ_HOST_SHIM``: ``__device__`` & co. are empty,
+  thread indices and warp shuffles are emulated, see tracejit/cuda/shim.py).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tracejit.codegen import c_prelude
+
+_INTS = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]
+_FLOATS = ["float32", "float64"]
+_NUMBERS = _INTS + _FLOATS
+
+# name, arity, dtypes: the same table as c_prelude._generics().
+_GENERIC_HELPERS = [
+    ("tj_floor_divide", 2, _NUMBERS),
+    ("tj_mod", 2, _NUMBERS),
+    ("tj_abs", 1, _NUMBERS + ["bool"]),
+    ("tj_sign", 1, _NUMBERS),
+    ("tj_power", 3, _NUMBERS),
+    ("tj_maximum", 2, _NUMBERS + ["bool"]),
+    ("tj_minimum", 2, _NUMBERS + ["bool"]),
+    ("tj_round", 1, _NUMBERS + ["bool"]),
+    ("tj_invert", 1, _INTS + ["bool"]),
+    ("tj_isnan", 1, _NUMBERS + ["bool"]),
+    ("tj_isinf", 1, _NUMBERS + ["bool"]),
+    ("tj_sigmoid", 1, _FLOATS),
+    ("tj_softplus", 1, _FLOATS),
+    ("tj_floor", 1, _NUMBERS + ["bool"]),
+    ("tj_ceil", 1, _NUMBERS + ["bool"]),
+]
+
+_TYPES = """\
+#if defined(TJ_HOST_SHIM)
+#include <stdint.h>
+#include <math.h>
+#elif defined(__CUDACC_RTC__)
+typedef signed char int8_t;
+typedef unsigned char uint8_t;
+typedef short int16_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+#define INFINITY __int_as_float(0x7f800000)
+#define NAN __int_as_float(0x7fffffff)
+#else
+#include <stdint.h>
+#include <math.h>
+#endif
+#ifndef INT64_C
+#define INT64_C(c) c ## LL
+#define UINT64_C(c) c ## ULL
+#endif
+#ifndef INT8_MIN
+#define INT8_MIN (-128)
+#define INT8_MAX 127
+#define INT16_MIN (-32768)
+#define INT16_MAX 32767
+#define INT32_MIN (-2147483647 - 1)
+#define INT32_MAX 2147483647
+#define INT64_MIN (-INT64_C(9223372036854775807) - 1)
+#define INT64_MAX INT64_C(9223372036854775807)
+#endif
+
+typedef bool bool_t;
+typedef float float32_t;
+typedef double float64_t;
+
+#ifdef TJ_HOST_SHIM
+#define TJ_FN inline
+#else
+#define TJ_FN __host__ __device__ __forceinline__
+#endif
+"""
+
+_CLIP_RELU = """\
+/* NumPy's clip keeps x on ties (clip(-0.0, 0.0, 1.0) is -0.0), unlike maximum. */
+#define tj_clip(x, lo, hi) tj_clip_upper(tj_clip_lower((x), (lo)), (hi))
+#define tj_clip_lower(x, lo) (((x) >= (lo) || (x) != (x)) ? (x) : (lo))
+#define tj_clip_upper(x, hi) (((x) <= (hi) || (x) != (x)) ? (x) : (hi))
+template <class T> TJ_FN T tj_relu(T x) { return tj_maximum(x, (T)0); }
+"""
+
+# Block reductions: a warp-shuffle tree inside each warp, then the warps'
+# partial results through shared memory. Any block size works: lanes past
+# the block's end are left out of the shuffle mask and their (undefined)
+# values are never combined.
+_BLOCK_REDUCE = """\
+__device__ __forceinline__ float tj_shfl_down(unsigned mask, float v, int offset) {
+    return __shfl_down_sync(mask, v, offset);
+}
+__device__ __forceinline__ double tj_shfl_down(unsigned mask, double v, int offset) {
+    return __shfl_down_sync(mask, v, offset);
+}
+/* Integers and bools travel as int or long long (a bit-preserving round trip). */
+template <class T> __device__ __forceinline__ T tj_shfl_down(unsigned mask, T v, int offset) {
+    if (sizeof(T) == 8) return (T)__shfl_down_sync(mask, (long long)v, offset);
+    return (T)__shfl_down_sync(mask, (int)v, offset);
+}
+
+/* Combine `value` over the first `active` lanes of the calling warp; lane 0 gets the result. */
+template <class T, class Combine>
+__device__ __forceinline__ T tj_warp_reduce(T value, unsigned active, Combine combine) {
+    const unsigned lane = threadIdx.x % 32u;
+    const unsigned mask = active >= 32u ? 0xffffffffu : ((1u << active) - 1u);
+    for (unsigned offset = 16; offset > 0; offset /= 2) {
+        const T other = tj_shfl_down(mask, value, (int)offset);
+        if (lane + offset < active) value = combine(value, other);
+    }
+    return value;
+}
+
+/* Combine `value` over the whole block; thread 0 gets the result. Every
+   thread of the block must call it (it synchronizes the block). */
+template <class T, class Combine>
+__device__ __forceinline__ T tj_block_reduce(T value, T identity, T *partials,
+                                                    Combine combine) {
+    const unsigned lane = threadIdx.x % 32u, warp = threadIdx.x / 32u;
+    const unsigned warps = (blockDim.x + 31u) / 32u;
+    const unsigned in_warp = blockDim.x - warp * 32u;
+    value = tj_warp_reduce(value, in_warp < 32u ? in_warp : 32u, combine);
+    if (warps == 1) return value;
+    if (lane == 0) partials[warp] = value;
+    __syncthreads();
+    if (warp == 0) {
+        value = lane < warps ? partials[lane] : identity;
+        value = tj_warp_reduce(value, blockDim.x < 32u ? blockDim.x : 32u, combine);
+    }
+    __syncthreads();  /* `partials` may be reused by the caller's next round */
+    return value;
+}
+"""
+
+
+def _overloads() -> str:
+    """C++ overloads standing in for the C prelude's _Generic macros."""
+    lines = []
+    for name, arity, dtypes in _GENERIC_HELPERS:
+        for dtype in dtypes:
+            ctype = c_prelude.C_TYPES[dtype]
+            if name == "tj_power":
+                params, args = f"{ctype} a0, {ctype} a1, int *a2", "a0, a1, a2"
+            else:
+                params = ", ".join(f"{ctype} a{i}" for i in range(arity))
+                args = ", ".join(f"a{i}" for i in range(arity))
+            lines.append(f"TJ_FN auto {name}({params}) {{ return {name}_{dtype}({args}); }}")
+    return "\n".join(lines)
+
+
+def _shared_helpers() -> str:
+    """The C backend's helper functions, marked for both host and device."""
+    text = "".join([c_prelude._integer_helpers(), c_prelude._float_helpers(),
+                    c_prelude._bool_helpers(), c_prelude._float_to_integer_casts()])
+    text = text.replace("static inline ", "TJ_FN ")
+    # An integer 0 would pick the host-only std::copysign template under nvcc.
+    return text.replace("copysign(0, ", "copysign(0.0, ").replace("copysignf(0, ", "copysignf(0.0f, ")
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_prelude() -> str:
+    """Everything generated CUDA kernels may refer to, as one block of C++."""
+    return "\n".join([_TYPES, _shared_helpers(), _overloads(), _CLIP_RELU,
+                      _BLOCK_REDUCE])
