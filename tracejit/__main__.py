@@ -24,7 +24,7 @@ def _cache_info(arguments: argparse.Namespace) -> int:
 
     info = cache_info(arguments.dir)
     print(f"cache directory: {info['dir']}")
-    print(f"entries:         {info['entries']}")
+    print(f"entries:         {info['entries']} compiled modules, {info['graphs']} rewritten graphs")
     print(f"size:            {_human_bytes(info['bytes'])} ({info['bytes']} bytes)")
     return 0
 

@@ -348,7 +348,7 @@ def test_command_line_cache_info_and_clear(cache_dir, tag):
     assert str(cache_dir) in info and "entries:         1" in info
     assert "removed 1 entry" in run("clear")
     assert "entries:         0" in run("info")
-    assert cache_info() == {"dir": str(cache_dir), "entries": 0, "bytes": 0}
+    assert cache_info() == {"dir": str(cache_dir), "entries": 0, "graphs": 0, "bytes": 0}
     assert (cache_dir.parent / "unrelated.txt").read_text() == "kept"
     assert cache_clear() == 0
 

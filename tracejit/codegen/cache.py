@@ -55,6 +55,8 @@ CHECKSUM_FILE = "checksum"
 COMMAND_FILE = "command.txt"
 TOOLCHAIN_DIR = "toolchain"
 FAILED_DIR = "failed"
+GRAPHS_DIR = "graphs"    # rewritten graphs by fingerprint (tracejit.codegen.graph_cache)
+NUMBA_DIR = "numba"      # generated sources and numba's own cache (numba backend)
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -267,7 +269,8 @@ def _is_shard(name: str) -> bool:
 def _scan(directory: str) -> Iterator[tuple[str, str, bool]]:
     """(path, kind, is_dir) for everything the cache wrote; nothing else.
 
-    kind is "entry", "lock", "staging", "toolchain" or "failed". Only
+    kind is "entry", "lock", "staging", "toolchain", "failed", "graph" or
+    "numba". Only
     names of the cache's own shape are reported, so a cache_dir that was
     set to a shared directory by mistake never loses unrelated files.
     """
@@ -285,6 +288,18 @@ def _scan(directory: str) -> Iterator[tuple[str, str, bool]]:
             for item in _scandir(top.path):
                 if item.is_file(follow_symlinks=False) and item.name.endswith((".txt", ".tmp")):
                     yield item.path, "toolchain", False
+        elif top.is_dir(follow_symlinks=False) and top.name == GRAPHS_DIR:
+            for shard in _scandir(top.path):
+                if shard.is_dir(follow_symlinks=False) and _is_shard(shard.name):
+                    for item in _scandir(shard.path):
+                        if item.is_file(follow_symlinks=False) and item.name.endswith(
+                                (".pkl", ".tmp")):
+                            yield item.path, "graph", False
+        elif top.is_dir(follow_symlinks=False) and top.name == NUMBA_DIR:
+            for root, _, files in os.walk(top.path):
+                for name in files:
+                    if name.endswith((".py", ".pyc", ".nbi", ".nbc", ".tmp")):
+                        yield os.path.join(root, name), "numba", False
         elif top.is_dir(follow_symlinks=False) and top.name == FAILED_DIR:
             for item in _scandir(top.path):
                 if item.is_file(follow_symlinks=False) and _is_key(item.name[:-2]) \
@@ -312,12 +327,13 @@ def _size(path: str, is_dir: bool) -> int:
 def cache_info(directory: str | None = None) -> dict:
     """{"dir", "entries", "bytes"} of ``directory`` (default config.cache_dir)."""
     directory = os.path.abspath(os.path.expanduser(directory or config.cache_dir))
-    entries = 0
+    entries = graphs = 0
     total = 0
     for path, kind, is_dir in _scan(directory):
         entries += kind == "entry"
+        graphs += kind == "graph"
         total += _size(path, is_dir)
-    return {"dir": directory, "entries": entries, "bytes": total}
+    return {"dir": directory, "entries": entries, "graphs": graphs, "bytes": total}
 
 
 def cache_clear(directory: str | None = None) -> int:
@@ -342,8 +358,14 @@ def cache_clear(directory: str | None = None) -> int:
                 os.unlink(path)
         removed += kind == "entry"
     for top in _scandir(directory):
+        if top.is_dir(follow_symlinks=False) and top.name in (GRAPHS_DIR, NUMBA_DIR):
+            for root, dirs, _ in os.walk(top.path, topdown=False):
+                for name in dirs:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.join(root, name))  # only if now empty
         if top.is_dir(follow_symlinks=False) and (
-                _is_shard(top.name) or top.name in (TOOLCHAIN_DIR, FAILED_DIR)):
+                _is_shard(top.name) or top.name in (TOOLCHAIN_DIR, FAILED_DIR, GRAPHS_DIR,
+                                                    NUMBA_DIR)):
             with contextlib.suppress(OSError):
                 os.rmdir(top.path)  # only if now empty
     return removed
