@@ -23,8 +23,7 @@ def compile_function() -> Callable:
     except (ImportError, AttributeError) as exc:
         raise RuntimeError(f"tj.compile is not available ({exc})") from None
     if not callable(compile_):
-        raise RuntimeError("tj.compile is not available (tracejit.compile is the subpackage; "
-                           "the tracer is not installed)")
+        raise RuntimeError("tj.compile is not available (the tracer is not installed)")
     return compile_
 
 

@@ -16,11 +16,9 @@ from typing import Any
 from tracejit.config import config
 from tracejit.errors import TracingError
 from tracejit import graph, tensor
-from tracejit.compile.function import Function, In, function
-from tracejit.compile.shared import shared
+from tracejit.runtime.function import Function, In, function
+from tracejit.runtime.shared import shared
 from tracejit.printing import debugprint
-# Imported eagerly: the subpackage tracejit.compile would otherwise shadow
-# the function tj.compile (a package attribute wins over __getattr__).
 from tracejit.tracer import compile, update
 
 __version__ = "0.1.0"
@@ -33,7 +31,7 @@ _LAZY = {
     "hessian": ("tracejit.autodiff", "hessian"),
     "testing": ("tracejit.testing", None),
     "printing": ("tracejit.printing", None),
-    "DebugModeError": ("tracejit.compile.debug", "DebugModeError"),
+    "DebugModeError": ("tracejit.runtime.debug", "DebugModeError"),
 }
 
 

@@ -56,7 +56,7 @@ def verify_grad(fn: Callable, args: Sequence[Any], eps: float | None = None,
     ``|analytic - numeric| > atol + rtol * max(|analytic|, |numeric|)``
     (``atol`` defaults to ``rtol``).
     """
-    from tracejit.compile.function import function
+    from tracejit.runtime.function import function
     from tracejit.autodiff.symbolic import symbolic_grad
     import tracejit.tensor as T
 

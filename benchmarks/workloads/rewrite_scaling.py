@@ -94,7 +94,7 @@ def training_graph(tensor, shared, grad, softmax, layers: int):
 
 def build_tracejit(case: Case) -> Impl:
     import tracejit.tensor as T
-    from tracejit.compile.interpreter import Interpreter
+    from tracejit.runtime.interpreter import Interpreter
     from tracejit.graph.fgraph import FunctionGraph
     from tracejit.opt import optimize_graph
     tj = tracejit_api.tracejit()

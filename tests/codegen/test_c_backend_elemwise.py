@@ -13,7 +13,7 @@ import pytest
 
 import tracejit.tensor as T
 from tracejit.codegen.backend import c_runner
-from tracejit.compile.interpreter import Interpreter
+from tracejit.runtime.interpreter import Interpreter
 from tracejit.graph.fgraph import FunctionGraph
 from tracejit.graph.type import TensorType
 from tracejit.ops.elemwise import cast, elemwise_op

@@ -166,7 +166,7 @@ def test_without_the_extension_the_plain_class_is_used(monkeypatch):
     monkeypatch.setattr(dispatch, "_subclasses", {})
     x = T.dvector("x")
     f = tj.function([x], x * 2)
-    from tracejit.compile.function import Function
+    from tracejit.runtime.function import Function
     assert type(f) is Function and not hasattr(f, "_add_fast_path")
     np.testing.assert_array_equal(f(np.arange(3.0)), [0.0, 2.0, 4.0])
 
@@ -181,7 +181,7 @@ def test_without_the_extension_the_plain_class_is_used(monkeypatch):
 
 
 def test_a_subclass_with_its_own_call_keeps_it():
-    from tracejit.compile.function import Function
+    from tracejit.runtime.function import Function
 
     class Counted(Function):
         calls = 0

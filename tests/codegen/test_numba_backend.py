@@ -29,7 +29,7 @@ from tracejit.codegen.lower import lower_graph  # noqa: E402
 from tracejit.codegen.numba_backend import (  # noqa: E402
     NumbaRunner, load_source, numba_runner, source_directory)
 from tracejit.codegen.numba_render import missing_rows, render_numba_module  # noqa: E402
-from tracejit.compile.interpreter import Interpreter  # noqa: E402
+from tracejit.runtime.interpreter import Interpreter  # noqa: E402
 from tracejit.graph.fgraph import FunctionGraph  # noqa: E402
 from tracejit.graph.type import TensorType  # noqa: E402
 from tracejit.ops.elemwise import cast, elemwise_op  # noqa: E402

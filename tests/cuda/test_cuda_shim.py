@@ -17,7 +17,7 @@ import pytest
 
 import tracejit as tj
 import tracejit.tensor as T
-from tracejit.compile.interpreter import Interpreter
+from tracejit.runtime.interpreter import Interpreter
 from tracejit.cuda import cuda_runner
 from tracejit.cuda.executor import from_cuda_array_interface
 from tracejit.cuda.render import KernelSpec

@@ -16,12 +16,12 @@ import pytest
 
 import tracejit as tj
 import tracejit.tensor as T
-from tracejit.compile import pipeline
-from tracejit.compile.debug import (
+from tracejit.runtime import pipeline
+from tracejit.runtime.debug import (
     AliasingError, DebugModeError, InputModifiedError, KernelMismatchError,
     LayoutMismatchError, NonFiniteError, RewriteMismatchError, difference,
     non_contiguous_copy, tolerance)
-from tracejit.compile.interpreter import Interpreter
+from tracejit.runtime.interpreter import Interpreter
 
 THIS_FILE = os.path.basename(__file__)
 

@@ -11,7 +11,7 @@ import pytest
 
 import tracejit as tj
 import tracejit.tensor as T
-from tracejit.compile.profile import ProfileStats, find_profile, report_profiles
+from tracejit.runtime.profile import ProfileStats, find_profile, report_profiles
 
 THIS_FILE = os.path.basename(__file__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracejit.compile.interpreter import Interpreter
+from tracejit.runtime.interpreter import Interpreter
 from tracejit.graph.fgraph import FunctionGraph
 from tracejit.opt.engine import optimize
 

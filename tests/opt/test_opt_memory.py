@@ -7,7 +7,7 @@ import tracejit.tensor as T
 from opt_testing import random_values, rewrite
 from tracejit.graph.basic import Constant, SharedVariable
 from tracejit.graph.fgraph import FunctionGraph
-from tracejit.compile.interpreter import Interpreter
+from tracejit.runtime.interpreter import Interpreter
 from tracejit.ops.elemwise import Elemwise
 
 rng = np.random.default_rng(3)

@@ -4,7 +4,7 @@ import numpy as np
 
 import tracejit.tensor as T
 from opt_testing import compare, has_op, rewrite
-from tracejit.compile.interpreter import Interpreter
+from tracejit.runtime.interpreter import Interpreter
 from tracejit.graph.fgraph import FunctionGraph
 
 EXTREMES = np.array([-1000.0, -30.0, -1.0, 0.0, 1e-20, 1.0, 30.0, 1000.0])

@@ -37,7 +37,7 @@ class ReferenceCallback:
         except _USER_ERRORS as exc:
             if hasattr(exc, "tracejit_node"):
                 raise
-            from tracejit.compile.interpreter import _annotated
+            from tracejit.runtime.interpreter import _annotated
             raise _annotated(exc, node) from exc
 
     def __repr__(self) -> str:

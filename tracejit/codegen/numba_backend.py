@@ -540,7 +540,7 @@ def fallback_runner(fgraph, mode: str = "FAST_RUN"):
     """The numba backend where numba imports, else the reference interpreter."""
     if numba_available():
         return numba_runner(fgraph, mode)
-    from tracejit.compile.interpreter import Interpreter
+    from tracejit.runtime.interpreter import Interpreter
     return Interpreter(fgraph)
 
 

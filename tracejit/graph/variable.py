@@ -199,7 +199,7 @@ class _TensorOperators:
     # -- evaluation ----------------------------------------------------------------
     def eval(self, inputs_to_values: dict | None = None):
         """Compute this variable's value (NumPy reference interpreter, cached per graph)."""
-        from tracejit.compile.evaluate import eval_variable
+        from tracejit.runtime.evaluate import eval_variable
         return eval_variable(self, inputs_to_values or {})
 
     # -- NumPy protocols --------------------------------------------------------------

@@ -30,8 +30,8 @@ from tracejit.codegen.dispatch import (
     NOT_ONE, RESULT_LIST, RESULT_NONE, RESULT_SINGLE, RESULT_TUPLE, clear_fast_paths,
     install_fast_path, new_dispatching)
 from tracejit.codegen.entry import CRunner
-from tracejit.compile.function import Function, array_rule
-from tracejit.compile.pipeline import resolve_mode
+from tracejit.runtime.function import Function, array_rule
+from tracejit.runtime.pipeline import resolve_mode
 from tracejit.config import DEVICES, config
 from tracejit.graph.basic import SharedVariable
 from tracejit.graph.fgraph import FunctionGraph
@@ -264,7 +264,7 @@ class CompiledFunction:
 
     def profile_report(self, file=None) -> str:
         """Time per node of every specialization compiled with profiling on."""
-        from tracejit.compile.profile import report_profiles
+        from tracejit.runtime.profile import report_profiles
         return report_profiles(((f"{self.__qualname__}, specialization #{e.number}",
                                  e.function.profile) for e in self._cache.values()), file)
 

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tracejit.compile.profile import (
+from tracejit.runtime.profile import (
     FORWARDED_ATTRIBUTES, NodeRunners, Runner, bind_inputs)
 from tracejit.graph.basic import Apply, Variable
 from tracejit.graph.fgraph import FunctionGraph
@@ -311,7 +311,7 @@ class DebugRunner:
                 flags[var] = known
             return known
 
-        from tracejit.compile.interpreter import _annotated
+        from tracejit.runtime.interpreter import _annotated
         user_errors = (ValueError, IndexError, TypeError, OverflowError, ZeroDivisionError,
                        FloatingPointError, np.exceptions.AxisError)
         for node in self.reference_fgraph.apply_nodes:

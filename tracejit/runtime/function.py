@@ -21,8 +21,8 @@ import numpy as np
 
 from tracejit.codegen.dispatch import (
     ANY_LENGTH, RESULT_LIST, RESULT_NONE, RESULT_SINGLE, install_fast_path, new_dispatching)
-from tracejit.compile.pipeline import compile_graph, resolve_mode
-from tracejit.compile.profile import find_profile
+from tracejit.runtime.pipeline import compile_graph, resolve_mode
+from tracejit.runtime.profile import find_profile
 from tracejit.config import config
 from tracejit.graph.basic import Constant, SharedVariable, Variable
 from tracejit.graph.fgraph import FunctionGraph, MissingInputError

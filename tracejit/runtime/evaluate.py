@@ -8,7 +8,7 @@ from tracejit.graph.basic import Variable
 
 
 def eval_variable(var: Variable, inputs_to_values: dict) -> Any:
-    from tracejit.compile.function import function
+    from tracejit.runtime.function import function
     keys = list(inputs_to_values)
     for key in keys:
         if not isinstance(key, Variable):

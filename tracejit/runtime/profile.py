@@ -73,7 +73,7 @@ class NodeRunners:
     def get(self, node: Apply) -> tuple[Runner, list[Variable]]:
         cached = self._runners.get(id(node))
         if cached is None or cached[0] is not node:
-            from tracejit.compile import pipeline
+            from tracejit.runtime import pipeline
             runner = pipeline.make_runner(single_node_graph(node), self.mode, self.device)
             cached = (node, runner, node_arguments(node))
             self._runners[id(node)] = cached

@@ -45,7 +45,7 @@ def make_runner(fgraph: FunctionGraph, mode: str, device: str = "cpu") -> Runner
     backend, rendered from the same kernel IR, with one warning per
     compiler; FAST_COMPILE uses the reference interpreter.
     """
-    from tracejit.compile.interpreter import Interpreter
+    from tracejit.runtime.interpreter import Interpreter
     if device == "cuda":
         from tracejit.cuda import cuda_runner
         return cuda_runner(fgraph, mode)
@@ -80,8 +80,8 @@ def compile_graph(fgraph: FunctionGraph, mode: str | None = None,
     """Rewrite ``fgraph`` in place for ``mode`` and return it with its runner.
 
     In DEBUG_MODE the runner checks every call against the reference on an
-    unrewritten copy of the graph (tracejit.compile.debug). With ``profile``
-    it runs node by node and times each (tracejit.compile.profile; the
+    unrewritten copy of the graph (tracejit.runtime.debug). With ``profile``
+    it runs node by node and times each (tracejit.runtime.profile; the
     statistics are ``find_profile(runner)``, ``name`` titles them).
     """
     mode = resolve_mode(mode)
@@ -99,10 +99,10 @@ def compile_graph(fgraph: FunctionGraph, mode: str | None = None,
             remember_runner(fingerprint, fgraph, runner)
     plain_runner = runner
     if profile:
-        from tracejit.compile.profile import ProfilingRunner
+        from tracejit.runtime.profile import ProfilingRunner
         runner = ProfilingRunner(fgraph, runner, mode, device, name=name)
     if original is not None:
-        from tracejit.compile.debug import debug_runner
+        from tracejit.runtime.debug import debug_runner
         runner = debug_runner(original, fgraph, runner, mode, device, rerun=plain_runner)
     return fgraph, runner
 
