@@ -88,12 +88,14 @@ def test_max_of_zero_size_raises_naming_the_op():
 def test_dimshuffle_views_and_fallback_nodes():
     x, v = T.dmatrix("x"), T.dvector("v")
     outputs = [x.T, x.T + v, v.dimshuffle("x", 0) * x, T.softmax(x), x.reshape((-1,)) * 2,
-               x[1:, ::2] + 1, T.dot(x, x.T), x.mean(axis=0), T.sum(x.shape)]
+               x[1:, ::2] + 1, T.dot(x, x.T), x.mean(axis=0), T.sum(x.shape),
+               T.cast(x, "float16") + 1]  # float16 has no C kernel: a reference fallback
     fgraph = FunctionGraph([x, v], outputs, clone=False)
     rng = np.random.default_rng(5)
     runner = _check(fgraph, [rng.standard_normal((4, 4)), rng.standard_normal(4)])
     described = runner.program.describe()
     assert "view" in described and "python" in described and "shape" in described
+    assert "native" in described  # softmax, reshape, subtensor and dot have C kernels
     # Outputs are fresh arrays, even a pure view of an input.
     value = rng.standard_normal((3, 3))
     first = runner([value, np.zeros(3)])[0]

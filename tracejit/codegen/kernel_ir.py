@@ -214,7 +214,9 @@ class KernelProgram:
             elif isinstance(step, ShapeVector):
                 lines.append(f"shape {step.output.name} <- {step.source.name}")
             elif isinstance(step, PythonCall):
-                lines.append(f"python {step.site.op} {[b.name for b in step.outputs]} <- "
+                # A native kernel is a PythonCall that the C backend renders itself.
+                how = f"native {step.kind}" if isinstance(step, OpKernel) else "python"
+                lines.append(f"{how} {step.site.op} {[b.name for b in step.outputs]} <- "
                              f"{[b.name for b in step.inputs]}")
         return "\n".join(lines)
 
