@@ -25,7 +25,7 @@ from tracejit.codegen.c_runtime import runtime_source
 from tracejit.codegen.kernel_ir import (
     Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, OpKernel, PythonCall,
     ReduceLoop,
-    Release, ScalarStep, ShapeVector)
+    Release, ScalarStep, ShapeVector, ref_dtype)
 from tracejit.codegen.native import render_native
 
 _LIBM_CALL = re.compile(r"\b(" + "|".join(LIBM_FUNCTIONS) + r")\(")
@@ -110,11 +110,7 @@ class BodyRenderer:
         self.steps = steps
 
     def ref_dtype(self, ref) -> str:
-        if ref[0] == "operand":
-            return self.operands[ref[1]].dtype
-        if ref[0] == "step":
-            return self.steps[ref[1]].dtype
-        return ref[2]
+        return ref_dtype(ref, self.operands, self.steps)
 
     def ref_text(self, ref) -> str:
         if ref[0] == "operand":

@@ -63,6 +63,16 @@ class ErrorSite:
 ValueRef = tuple
 
 
+def ref_dtype(ref: ValueRef, operands: "tuple[Buffer, ...]",
+              steps: "tuple[ScalarStep, ...]") -> str:
+    """The dtype of the value a loop body reference names."""
+    if ref[0] == "operand":
+        return operands[ref[1]].dtype
+    if ref[0] == "step":
+        return steps[ref[1]].dtype
+    return ref[2]
+
+
 @dataclass(frozen=True)
 class ScalarStep:
     """One elementwise operation inside a loop body.

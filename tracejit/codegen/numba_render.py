@@ -31,7 +31,7 @@ import numpy as np
 
 from tracejit.codegen.kernel_ir import (
     Buffer, DimShuffleView, ElementwiseLoop, KernelProgram, PythonCall, ReduceLoop, Release,
-    ScalarStep, ShapeVector)
+    ScalarStep, ShapeVector, ref_dtype)
 
 _UNSIGNED_OF = {"int8": "uint8", "int16": "uint16", "int32": "uint32", "int64": "uint64"}
 _COMPARISONS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "neq": "!="}
@@ -360,11 +360,7 @@ class NumbaBody:
         self.uses_clip = False
 
     def ref_dtype(self, ref) -> str:
-        if ref[0] == "operand":
-            return self.operands[ref[1]].dtype
-        if ref[0] == "step":
-            return self.steps[ref[1]].dtype
-        return ref[2]
+        return ref_dtype(ref, self.operands, self.steps)
 
     def ref_text(self, ref) -> str:
         if ref[0] == "operand":
