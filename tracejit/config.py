@@ -45,6 +45,13 @@ def _bool(value: Any) -> bool:
     return bool(value)
 
 
+def _byte_count(value: Any) -> int:
+    count = int(value)
+    if count < 0:
+        raise ValueError(f"expected a number of bytes >= 0, got {value!r}")
+    return count
+
+
 def _default_cache_dir(environ: Any = os.environ) -> str:
     env = environ.get("TRACEJIT_CACHE_DIR")
     if env:
@@ -65,6 +72,12 @@ _FLAGS: dict[str, tuple[Callable[[], Any], Callable[[Any], Any], str]] = {
     "cxx": (lambda: "cc", str, "C compiler command; empty disables the C backend"),
     "profile": (lambda: False, _bool, "collect time per node for compiled functions"),
     "openmp": (lambda: True, _bool, "parallelize large elementwise loops with OpenMP"),
+    "background_compile": (lambda: True, _bool,
+                           "while a module's first build runs, call the graph on the NumPy "
+                           "interpreter instead of waiting for the C compiler"),
+    "buffer_pool_bytes": (lambda: 1 << 30, _byte_count,
+                          "bytes of freed large output buffers kept for reuse by later calls "
+                          "(0: every output is fresh memory)"),
 }
 
 

@@ -78,35 +78,76 @@ def build_extension(source: str, module_name: str, *,
     ``config.cxx`` names no compiler, CacheError when the cache directory is
     not private.
     """
+    located = _locate(source, module_name, extra_flags=extra_flags, libraries=libraries,
+                      library_dirs=library_dirs, include_dirs=include_dirs,
+                      define_macros=define_macros, werror=werror)
+    module = _load_cached(located, module_name)
+    if module is not None:
+        return module
+    cache, toolchain, key, before_source, after_source = located
+
+    def compile_into(staging: str) -> None:
+        _compile(cache, key, source, staging, toolchain, before_source, after_source)
+    path, built = cache.build_entry(key, compile_into)
+    if built:
+        loaded_modules.compiles += 1
+    else:
+        loaded_modules.disk_hits += 1
+    return _load_and_remember(path, key, module_name)
+
+
+def cached_extension(source: str, module_name: str, **build_options) -> ModuleType | None:
+    """The module ``build_extension`` would return, if it needs no compiler run; else None.
+
+    Takes the same arguments. Used to decide whether a build can happen in
+    the background (tracejit.codegen.background) or is a cache hit anyway,
+    so it never runs the compiler, not even to probe it: with a compiler
+    this process has not met and no memo of it on disk, the answer is None.
+    """
+    located = _locate(source, module_name, probe=False, **build_options)
+    return None if located is None else _load_cached(located, module_name)
+
+
+def _locate(source: str, module_name: str, *, extra_flags: Iterable[str] = (),
+            libraries: Iterable[str] = (), library_dirs: Iterable[str] = (),
+            include_dirs: Iterable[str] = (),
+            define_macros: Iterable[tuple[str, str | None]] = (),
+            werror: bool | None = None, probe: bool = True) -> tuple | None:
+    """(cache, toolchain, key, arguments before the source, arguments after it).
+
+    None when ``probe`` is false and the toolchain is not known without running it.
+    """
     if not module_name.isidentifier():
         raise ValueError(f"module_name must be a C identifier (the source defines "
                          f"PyInit_<module_name>); got {module_name!r}")
     cache = DiskCache(config.cache_dir)
-    toolchain = detect_toolchain(config.cxx, memo_dir=cache.toolchain_dir)
+    toolchain = detect_toolchain(config.cxx, memo_dir=cache.toolchain_dir, probe=probe)
+    if toolchain is None:
+        return None
     before_source, after_source = _command_parts(
         toolchain, werror=werror, extra_flags=extra_flags, include_dirs=include_dirs,
         define_macros=define_macros, library_dirs=library_dirs, libraries=libraries)
     key = cache_key(TRACEJIT_VERSION, toolchain.identity, toolchain.cpu_target,
                     _python_and_numpy_abi(), module_name, "\0".join(before_source),
                     "\0".join(after_source), source)
+    return cache, toolchain, key, before_source, after_source
 
+
+def _load_cached(located: tuple, module_name: str) -> ModuleType | None:
+    """The module of ``located`` from this process's memory or the disk cache, or None."""
+    cache, _, key, _, _ = located
     module = loaded_modules.by_key.get(key)
     if module is not None:
         loaded_modules.memory_hits += 1
         return module
-
     path = cache.lookup(key)
     if path is None:
-        def compile_into(staging: str) -> None:
-            _compile(cache, key, source, staging, toolchain, before_source, after_source)
-        path, built = cache.build_entry(key, compile_into)
-        if built:
-            loaded_modules.compiles += 1
-        else:
-            loaded_modules.disk_hits += 1
-    else:
-        loaded_modules.disk_hits += 1
+        return None
+    loaded_modules.disk_hits += 1
+    return _load_and_remember(path, key, module_name)
 
+
+def _load_and_remember(path: str, key: str, module_name: str) -> ModuleType:
     module = load_extension(path, f"_tracejit_{key[:16]}.{module_name}")
     loaded_modules.by_key[key] = module
     return module

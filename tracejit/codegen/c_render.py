@@ -767,8 +767,21 @@ static PyObject *tj_make_entry(PyObject *module, PyObject *context) {
     return PyCFunction_NewEx(&tj_run_def, context, NULL);
 }
 
+static PyObject *tj_use_buffer_pool(PyObject *module, PyObject *handler) {
+    (void)module;
+    if (!PyCapsule_IsValid(handler, "mem_handler")) {
+        PyErr_SetString(PyExc_TypeError, "use_buffer_pool expects a NumPy mem_handler capsule");
+        return NULL;
+    }
+    Py_INCREF(handler);
+    Py_XSETREF(tj_pool_handler, handler);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef tj_module_methods[] = {
     {"make_entry", tj_make_entry, METH_O, "the entry point bound to a context tuple"},
+    {"use_buffer_pool", tj_use_buffer_pool, METH_O,
+     "allocate large outputs through this NumPy memory handler"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef tj_module = {

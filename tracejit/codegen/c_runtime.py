@@ -11,6 +11,8 @@ from __future__ import annotations
 
 
 def runtime_source(max_ndim: int) -> str:
+    from tracejit.codegen.buffer_pool import POOL_MIN_ELEMENTS
+    pool_min_elements = POOL_MIN_ELEMENTS
     return f"""\
 #define TJ_MAXDIM {max(max_ndim, 1)}
 
@@ -39,18 +41,36 @@ static inline void tj_bind(tj_arr *a, PyArrayObject *array) {{
     }}
 }}
 
-static inline int tj_alloc(tj_arr *a, int nd, const npy_intp *shape, int typenum) {{
-    PyObject *array = PyArray_EMPTY(nd, (npy_intp *)shape, typenum, 0);
-    if (array == NULL) return -1;
-    tj_bind(a, (PyArrayObject *)array);
-    Py_DECREF(array);
-    return 0;
-}}
-
 static inline npy_intp tj_size(int nd, const npy_intp *shape) {{
     npy_intp n = 1;
     for (int d = 0; d < nd; d++) n *= shape[d];
     return n;
+}}
+
+/* NumPy memory handler of the buffer pool (tracejit/codegen/buffer_pool.py),
+   or NULL: large arrays are allocated through it so their memory is reused. */
+static PyObject *tj_pool_handler = NULL;
+
+static inline int tj_alloc(tj_arr *a, int nd, const npy_intp *shape, int typenum) {{
+    PyObject *array;
+    if (tj_pool_handler != NULL && tj_size(nd, shape) >= {pool_min_elements}) {{
+        PyObject *previous = PyDataMem_SetHandler(tj_pool_handler);
+        if (previous == NULL) return -1;
+        array = PyArray_EMPTY(nd, (npy_intp *)shape, typenum, 0);
+        PyObject *ours = PyDataMem_SetHandler(previous);
+        Py_DECREF(previous);
+        if (ours == NULL) {{
+            Py_XDECREF(array);
+            return -1;
+        }}
+        Py_DECREF(ours);
+    }} else {{
+        array = PyArray_EMPTY(nd, (npy_intp *)shape, typenum, 0);
+    }}
+    if (array == NULL) return -1;
+    tj_bind(a, (PyArrayObject *)array);
+    Py_DECREF(array);
+    return 0;
 }}
 
 /* "(2, 3)" as Python prints a shape tuple. */

@@ -424,30 +424,28 @@ PyMODINIT_FUNC PyInit_tracejit_dispatch(void) {
 }
 """
 
-_module: Any = None
-_failed_compilers: set = set()
 _subclasses: dict[type, type] = {}
 
 
-def dispatch_module() -> Any:
-    """The loaded extension, or None where it cannot be built.
+def dispatch_module(wait: bool | None = None) -> Any:
+    """The loaded extension, or None where it cannot be built (or is still building).
 
-    A failure is remembered per ``config.cxx``, as the C backend does: a
-    later call under a working compiler tries again.
+    In a process that finds it neither loaded nor on disk, with
+    ``config.background_compile``, functions created before its build
+    finishes keep the Python call path; later ones get the C slot.
     """
-    global _module
-    if _module is None:
-        from tracejit.codegen.build import CompileError, CompilerNotFoundError, build_extension
-        from tracejit.config import config
-        compiler = config.cxx
-        if compiler in _failed_compilers:
-            return None
-        try:
-            _module = build_extension(DISPATCH_SOURCE, _MODULE_NAME)
-        except (CompileError, CompilerNotFoundError, OSError):
-            _failed_compilers.add(compiler)
-            return None
-    return _module
+    return _support().get(wait)
+
+
+def _support() -> Any:
+    global _support_module
+    if _support_module is None:
+        from tracejit.codegen.support import SupportModule
+        _support_module = SupportModule(DISPATCH_SOURCE, _MODULE_NAME)
+    return _support_module
+
+
+_support_module: Any = None
 
 
 def dispatching_class(cls: type) -> type:

@@ -60,6 +60,8 @@ class CRunner:
         constants = tuple(_native(value, buffer.dtype) for buffer, value in program.constants)
         callbacks = tuple(ReferenceCallback(node) for node in program.python_nodes)
         self.entry = module.make_entry(constants + callbacks)
+        from tracejit.codegen.buffer_pool import when_ready
+        when_ready(module.use_buffer_pool)
 
     @property
     def reference_nodes(self) -> list:

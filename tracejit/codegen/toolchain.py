@@ -69,17 +69,23 @@ def find_compiler(cxx: str) -> str | None:
     return shutil.which(words[0])
 
 
-def detect_toolchain(cxx: str, memo_dir: str | None = None) -> Toolchain:
+def detect_toolchain(cxx: str, memo_dir: str | None = None,
+                     probe: bool = True) -> Toolchain | None:
     """Probe ``cxx`` (a command such as ``"cc"`` or ``"ccache gcc"``) once.
 
     Raises CompilerNotFoundError when it cannot be run; callers fall back to
     another backend then. ``memo_dir`` (inside the cache directory) keeps
-    the probe results across processes.
+    the probe results across processes. With ``probe=False`` the compiler
+    is never run: the result is None unless this process or the memo
+    already knows it (a first call uses that to leave the probe to a
+    background build).
     """
     process_key = (cxx, os.environ.get("PATH", ""))
     toolchain = _detected.get(process_key)
     if toolchain is None:
-        toolchain = _probe_or_recall(cxx, memo_dir)
+        toolchain = _probe_or_recall(cxx, memo_dir, probe)
+        if toolchain is None:
+            return None
         _detected[process_key] = toolchain
     return toolchain
 
@@ -120,7 +126,7 @@ def cpu_fingerprint() -> str:
     return f"{machine}-{features_hash}"
 
 
-def _probe_or_recall(cxx: str, memo_dir: str | None) -> Toolchain:
+def _probe_or_recall(cxx: str, memo_dir: str | None, probe: bool = True) -> Toolchain | None:
     words = split_command(cxx)
     path = find_compiler(cxx)
     if path is None:
@@ -138,6 +144,8 @@ def _probe_or_recall(cxx: str, memo_dir: str | None) -> Toolchain:
     facts = _read_memo(memo_path) if memo_path else None
     command = (path, *words[1:])
     if facts is None:
+        if not probe:
+            return None
         facts = _probe(command)
         if memo_path:
             _write_memo(memo_path, facts)
