@@ -35,6 +35,20 @@ def bind_runner(fgraph, program, source: str, werror: bool | None = None) -> CRu
     and source, so a warm process builds and links exactly as a cold one.
     """
     from tracejit.codegen.build import build_extension
+
+    module = build_extension(source, MODULE_NAME, **_build_options(program, werror))
+    return CRunner(fgraph, program, source, module)
+
+
+def cached_runner(fgraph, program, source: str, werror: bool | None = None) -> CRunner | None:
+    """``bind_runner``'s result where the module needs no compiler run (memory or disk); else None."""
+    from tracejit.codegen.build import cached_extension
+
+    module = cached_extension(source, MODULE_NAME, **_build_options(program, werror))
+    return None if module is None else CRunner(fgraph, program, source, module)
+
+
+def _build_options(program, werror: bool | None) -> dict:
     from tracejit.codegen.c_prelude import link_libraries
 
     native = native_build_args(program)
@@ -43,10 +57,9 @@ def bind_runner(fgraph, program, source: str, werror: bool | None = None) -> CRu
         # cache was never lowered in this process.
         from tracejit.codegen.native.linalg import ensure_blas_threads
         ensure_blas_threads()
-    module = build_extension(source, MODULE_NAME, extra_flags=EXTRA_FLAGS,
-                             libraries=[*native.pop("libraries", ()), *link_libraries()],
-                             werror=werror, **native)
-    return CRunner(fgraph, program, source, module)
+    return dict(extra_flags=EXTRA_FLAGS,
+                libraries=[*native.pop("libraries", ()), *link_libraries()],
+                werror=werror, **native)
 
 
 def native_build_args(program) -> dict:

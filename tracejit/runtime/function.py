@@ -23,6 +23,7 @@ from tracejit.codegen.dispatch import (
     ANY_LENGTH, RESULT_LIST, RESULT_NONE, RESULT_SINGLE, install_fast_path, new_dispatching)
 from tracejit.runtime.pipeline import compile_graph, resolve_mode
 from tracejit.runtime.profile import find_profile
+from tracejit.runtime.tiered import switch_when_compiled
 from tracejit.config import config
 from tracejit.graph.basic import Constant, SharedVariable, Variable
 from tracejit.graph.fgraph import FunctionGraph, MissingInputError
@@ -220,6 +221,9 @@ class Function:
         self._labels = [_describe_input(p, i.variable, i.name) for p, i in enumerate(self.inputs)]
         self._by_name = {i.name: p for p, i in enumerate(self.inputs) if i.name}
         self._install_fast_path()
+        # Started on the interpreter while the module builds: take the
+        # compiled runner (and the fast path) at the switch.
+        switch_when_compiled(self, "_runner", self._runner, then=self._install_fast_path)
 
     def _install_fast_path(self) -> None:
         """Let a call of exactly typed arrays go straight to the compiled entry point.

@@ -51,24 +51,60 @@ def make_runner(fgraph: FunctionGraph, mode: str, device: str = "cpu") -> Runner
         return cuda_runner(fgraph, mode)
     if mode == "FAST_COMPILE":
         return Interpreter(fgraph)
-    from tracejit.codegen.numba_backend import fallback_runner, warn_fallback
     cxx = config.cxx
     if cxx not in _c_backend_unavailable:
         from tracejit.codegen.backend import c_runner
         from tracejit.codegen.build import CompileError, CompilerNotFoundError
         try:
             return c_runner(fgraph, mode)
-        except CompilerNotFoundError as exc:
-            # Keyed by compiler: leaving a `config.change(cxx=...)` block
-            # brings the C backend back.
-            _c_backend_unavailable[cxx] = True
-            warn_fallback(f"no working C compiler ({exc})", stacklevel=3)
-        except CompileError as exc:
-            import warnings
-            warnings.warn(f"tracejit: the generated C did not compile; this graph runs on the "
-                          f"fallback backend instead. Please report it.\n{exc}",
-                          RuntimeWarning, stacklevel=3)
+        except (CompilerNotFoundError, CompileError) as exc:
+            return _fallback_after(exc, fgraph, mode, stacklevel=4)
+    from tracejit.codegen.numba_backend import fallback_runner
     return fallback_runner(fgraph, mode)
+
+
+def _fallback_after(exc: BaseException, fgraph: FunctionGraph, mode: str,
+                    stacklevel: int) -> Runner:
+    """The numba backend's runner for ``fgraph`` after the C build failed with ``exc``, warning once.
+
+    Other exceptions are re-raised: they are bugs, not a missing compiler.
+    """
+    from tracejit.codegen.build import CompileError, CompilerNotFoundError
+    from tracejit.codegen.numba_backend import fallback_runner, warn_fallback
+    if isinstance(exc, CompilerNotFoundError):
+        # Keyed by compiler: leaving a `config.change(cxx=...)` block
+        # brings the C backend back.
+        _c_backend_unavailable[config.cxx] = True
+        warn_fallback(f"no working C compiler ({exc})", stacklevel=stacklevel)
+    elif isinstance(exc, CompileError):
+        import warnings
+        warnings.warn(f"tracejit: the generated C did not compile; this graph runs on the "
+                      f"fallback backend instead. Please report it.\n{exc}",
+                      RuntimeWarning, stacklevel=stacklevel)
+    else:
+        raise exc
+    return fallback_runner(fgraph, mode)
+
+
+def _background_runner(fgraph: FunctionGraph, mode: str) -> Runner:
+    """FAST_RUN's runner without waiting for the compiler (tracejit.runtime.tiered)."""
+    from tracejit.codegen.backend import generate_source
+    from tracejit.codegen.build import CompilerNotFoundError
+    from tracejit.runtime.tiered import c_runner_or_tiered
+    program, source = generate_source(fgraph)
+    try:
+        return c_runner_or_tiered(
+            fgraph, program, source,
+            on_failure=lambda exc: _fallback_after(exc, fgraph, mode, stacklevel=6))
+    except CompilerNotFoundError as exc:
+        return _fallback_after(exc, fgraph, mode, stacklevel=4)
+
+
+def _runs_in_background(mode: str, device: str, profile: bool) -> bool:
+    """Whether a graph may start on the interpreter while its module builds."""
+    return (config.background_compile and mode == "FAST_RUN" and device == "cpu"
+            and not profile and bool(config.cxx) and config.cxx not in _c_backend_unavailable
+            and (rewrite, make_runner) == _DEFAULT_STEPS)
 
 
 _c_backend_unavailable: dict[str, bool] = {}
@@ -93,7 +129,10 @@ def compile_graph(fgraph: FunctionGraph, mode: str | None = None,
         fgraph, runner = cached
     else:
         fgraph = rewrite(fgraph, mode)
-        runner = make_runner(fgraph, mode, device)
+        if _runs_in_background(mode, device, profile):
+            runner = _background_runner(fgraph, mode)
+        else:
+            runner = make_runner(fgraph, mode, device)
         if fingerprint is not None:
             from tracejit.codegen.graph_cache import remember_runner
             remember_runner(fingerprint, fgraph, runner)

@@ -30,6 +30,7 @@ from tracejit.codegen.dispatch import (
     NOT_ONE, RESULT_LIST, RESULT_NONE, RESULT_SINGLE, RESULT_TUPLE, clear_fast_paths,
     install_fast_path, new_dispatching)
 from tracejit.codegen.entry import CRunner
+from tracejit.runtime.tiered import TieredRunner
 from tracejit.runtime.function import Function, array_rule
 from tracejit.runtime.pipeline import resolve_mode
 from tracejit.config import DEVICES, config
@@ -145,6 +146,9 @@ class CompiledFunction:
         entry = CompiledEntry(trace, function, self.trace_count)
         self._cache[key] = entry
         self._install_fast_path(key, entry)
+        if isinstance(function._runner, TieredRunner):
+            # Function swaps in the compiled runner first (its callback came first).
+            function._runner.when_compiled(lambda _: self._install_fast_path(key, entry))
         return entry
 
     def _install_fast_path(self, key: tuple, entry: CompiledEntry) -> None:
