@@ -70,6 +70,9 @@ def notes_text(result: dict[str, Any]) -> str:
         if "since_process_start_s" in result:
             parts.append(f"import {format_seconds(result.get('import_s'))}, "
                          f"first call {format_seconds(result.get('first_call_s'))}")
+            if result.get("compiled_ready_s") is not None:
+                parts.append("first call on the interpreter; C module built in the background, "
+                             f"ready {format_seconds(result['compiled_ready_s'])} after start")
         elif result.get("first_call_s") is not None and result["workload"] != "W7":
             parts.append(f"first call {format_seconds(result['first_call_s'])}")
     return "; ".join(parts)

@@ -108,6 +108,15 @@ def cached_extension(source: str, module_name: str, **build_options) -> ModuleTy
     return None if located is None else _load_cached(located, module_name)
 
 
+def toolchain_known() -> bool:
+    """Whether ``config.cxx`` is known without running it (probed here, or memo on disk).
+
+    Raises CompilerNotFoundError where it names no compiler at all.
+    """
+    cache = DiskCache(config.cache_dir)
+    return detect_toolchain(config.cxx, memo_dir=cache.toolchain_dir, probe=False) is not None
+
+
 def _locate(source: str, module_name: str, *, extra_flags: Iterable[str] = (),
             libraries: Iterable[str] = (), library_dirs: Iterable[str] = (),
             include_dirs: Iterable[str] = (),

@@ -431,7 +431,7 @@ def remember_runner(fingerprint: str, fgraph: FunctionGraph, runner: Any) -> Non
     """Store a compiled graph (only C runners: others have nothing to skip next time)."""
     from tracejit.codegen.entry import CRunner
 
-    if type(runner) is not CRunner and not getattr(runner, "builds_c_module", False):
+    if type(runner) is not CRunner:
         return
     try:
         store_graph(fingerprint, fgraph, runner.program, runner.source)

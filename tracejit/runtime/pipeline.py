@@ -86,15 +86,23 @@ def _fallback_after(exc: BaseException, fgraph: FunctionGraph, mode: str,
     return fallback_runner(fgraph, mode)
 
 
-def _background_runner(fgraph: FunctionGraph, mode: str) -> Runner:
-    """FAST_RUN's runner without waiting for the compiler (tracejit.runtime.tiered)."""
-    from tracejit.codegen.backend import generate_source
+def _background_runner(fgraph: FunctionGraph, mode: str, fingerprint: str | None) -> Runner:
+    """FAST_RUN's runner without waiting for the compiler (tracejit.runtime.tiered).
+
+    The graph cache entry (``fingerprint``) is written by the build thread
+    once the module is built, so pickling the graph does not delay the
+    first call either.
+    """
     from tracejit.codegen.build import CompilerNotFoundError
+    from tracejit.codegen.graph_cache import remember_runner
     from tracejit.runtime.tiered import c_runner_or_tiered
-    program, source = generate_source(fgraph)
+
+    def remember(runner: Runner) -> None:
+        if fingerprint is not None:
+            remember_runner(fingerprint, fgraph, runner)
     try:
         return c_runner_or_tiered(
-            fgraph, program, source,
+            fgraph, after_build=remember,
             on_failure=lambda exc: _fallback_after(exc, fgraph, mode, stacklevel=6))
     except CompilerNotFoundError as exc:
         return _fallback_after(exc, fgraph, mode, stacklevel=4)
@@ -130,12 +138,12 @@ def compile_graph(fgraph: FunctionGraph, mode: str | None = None,
     else:
         fgraph = rewrite(fgraph, mode)
         if _runs_in_background(mode, device, profile):
-            runner = _background_runner(fgraph, mode)
+            runner = _background_runner(fgraph, mode, fingerprint)
         else:
             runner = make_runner(fgraph, mode, device)
-        if fingerprint is not None:
-            from tracejit.codegen.graph_cache import remember_runner
-            remember_runner(fingerprint, fgraph, runner)
+            if fingerprint is not None:
+                from tracejit.codegen.graph_cache import remember_runner
+                remember_runner(fingerprint, fgraph, runner)
     plain_runner = runner
     if profile:
         from tracejit.runtime.profile import ProfilingRunner

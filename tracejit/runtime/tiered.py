@@ -25,21 +25,16 @@ from typing import Any, Callable, Sequence
 from tracejit.graph.fgraph import FunctionGraph
 
 
-FORWARDED_ATTRIBUTES = frozenset({"reference_nodes", "module"})
+FORWARDED_ATTRIBUTES = frozenset({"reference_nodes", "module", "program", "source"})
 
 
 class TieredRunner:
     """Runs a graph on the interpreter until its C module is built, then on the module."""
 
-    # The graph cache stores what this runner will run (see graph_cache.remember_runner).
-    builds_c_module = True
-
-    def __init__(self, fgraph: FunctionGraph, program: Any, source: str, build: Any,
+    def __init__(self, fgraph: FunctionGraph, build: Any,
                  on_failure: Callable[[BaseException], Any]) -> None:
         from tracejit.runtime.interpreter import Interpreter
         self.fgraph = fgraph
-        self.program = program
-        self.source = source
         self._build = build  # Future of the CRunner
         self._on_failure = on_failure
         self._current: Any = Interpreter(fgraph)
@@ -105,24 +100,43 @@ class TieredRunner:
         return f"<TieredRunner: interpreter until the C module is built ({state})>"
 
 
-def c_runner_or_tiered(fgraph: FunctionGraph, program: Any, source: str,
-                       on_failure: Callable[[BaseException], Any]) -> Any:
+def c_runner_or_tiered(fgraph: FunctionGraph, on_failure: Callable[[BaseException], Any],
+                       after_build: Callable[[Any], None] = lambda runner: None) -> Any:
     """The C runner if its module is cached (memory or disk), else a TieredRunner building it.
 
-    Raises CompilerNotFoundError at once where ``config.cxx`` names no
-    compiler (the caller falls back as for a synchronous build).
+    ``after_build(runner)`` runs once the C runner exists: at once, or on
+    the build thread. Where this process has never met the compiler and
+    no memo of it is on disk, nothing can be cached: lowering and
+    rendering move to the build thread too. Raises CompilerNotFoundError
+    at once where ``config.cxx`` names no compiler (the caller falls back
+    as for a synchronous build).
     """
     from tracejit.codegen import background
-    from tracejit.codegen.backend import bind_runner, cached_runner
-
-    runner = cached_runner(fgraph, program, source)
-    if runner is not None:
-        return runner
-    build = background.submit(bind_runner, fgraph, program, source)
-    # The buffer pool's first build, if any, runs alongside.
+    from tracejit.codegen.backend import cached_runner, generate_source
+    from tracejit.codegen.build import toolchain_known
     from tracejit.codegen.buffer_pool import pool_module
-    pool_module()
-    return TieredRunner(fgraph, program, source, build, on_failure)
+
+    if toolchain_known():
+        program, source = generate_source(fgraph)
+        runner = cached_runner(fgraph, program, source)
+        if runner is not None:
+            after_build(runner)
+            return runner
+    else:
+        program = source = None
+    build = background.submit(_build_then, fgraph, program, source, after_build)
+    pool_module()  # the buffer pool's first build, if any, runs alongside
+    return TieredRunner(fgraph, build, on_failure)
+
+
+def _build_then(fgraph: FunctionGraph, program: Any, source: str | None,
+                after_build: Callable[[Any], None]) -> Any:
+    from tracejit.codegen.backend import bind_runner, generate_source
+    if source is None:
+        program, source = generate_source(fgraph)
+    runner = bind_runner(fgraph, program, source)
+    after_build(runner)
+    return runner
 
 
 def switch_when_compiled(owner: Any, attribute: str, runner: Any,
