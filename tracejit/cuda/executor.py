@@ -15,9 +15,20 @@ The runner speaks to a ``Device`` (memory, copies, launches). Two exist:
 bindings) and ``tracejit.cuda.shim.EmulatedDevice`` (host memory, kernels
 run by the host shim), so everything here is tested without a GPU.
 
+Matrix products (float32/float64 ``matmul``/``tensordot``) run on the
+device through ``Device.gemm`` (tracejit/cuda/gemm.py decides the operand
+layouts) when the device has one; without it (no cuBLAS) they keep the
+host round trip and ``round_trip_notes`` says why.
+
 Inputs may be NumPy values (copied in; outputs come back as ndarrays) or
 objects with ``__cuda_array_interface__`` (used in place; outputs then
 stay on the device, as the device's array objects).
+
+Shared variables stay in device memory between calls: ``run_with_shared``
+(what ``tj.function`` calls instead of ``__call__`` for this runner) reads
+each one's device copy, uploading it only when it has none (first call,
+after ``set_value``), and keeps the updates' results on the device; the
+host copy is refreshed only when read (tracejit/runtime/shared.py).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import numpy as np
 from tracejit.codegen.kernel_ir import (
     Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, PythonCall, ReduceLoop,
     Release, ShapeVector)
+from tracejit.cuda.gemm import DeviceProducts, GemmCall, gemm_steps
 from tracejit.cuda.render import CudaModule, ElementwiseLaunch, KernelSpec, ReduceLaunch
 
 
@@ -69,6 +81,9 @@ class Device(Protocol):
     def zero(self, ptr: int, nbytes: int) -> None: ...
     def synchronize(self) -> None: ...
     def export(self, array: DeviceArray) -> Any: ...
+    # Matrix products: ``gemm_unavailable()`` is None when ``gemm`` works, else why not.
+    def gemm_unavailable(self) -> str | None: ...
+    def gemm(self, call: GemmCall) -> None: ...
 
 
 def contiguous_strides(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:
@@ -77,6 +92,17 @@ def contiguous_strides(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:
         strides.append(step)
         step *= max(length, 1)
     return tuple(reversed(strides))
+
+
+def array_to_host(device: Device, array: DeviceArray) -> np.ndarray:
+    """A fresh C-contiguous ndarray with the values of ``array`` (any strides)."""
+    if array.size == 0:
+        return np.empty(array.shape, array.dtype)
+    low = sum(min(0, (n - 1) * s) for n, s in zip(array.shape, array.strides))
+    high = sum(max(0, (n - 1) * s) for n, s in zip(array.shape, array.strides))
+    raw = device.download(array.ptr + low, high - low + array.dtype.itemsize, array.owner)
+    view = np.ndarray(array.shape, array.dtype, buffer=raw, offset=-low, strides=array.strides)
+    return np.array(view, order="C", copy=True)
 
 
 def _shape_text(shape: Sequence[int]) -> str:
@@ -101,6 +127,18 @@ class CudaRunner:
         self.callbacks = [ReferenceCallback(node) for node in program.python_nodes]
         self.constants = {buffer.index: self._upload(np.asarray(value, dtype=buffer.dtype))
                           for buffer, value in program.constants}
+        # Matrix products through the device's gemm, where it has one.
+        self.products = DeviceProducts(self, module.pack)
+        self.device_steps: dict[int, str] = {}
+        self.round_trip_notes: list[str] = []
+        candidates = gemm_steps(program)
+        if candidates:
+            unavailable = getattr(device, "gemm_unavailable", lambda: "the device has no gemm")()
+            if unavailable is None:
+                self.device_steps = candidates
+            else:
+                ops = ", ".join(dict.fromkeys(program.steps[n].site.op for n in candidates))
+                self.round_trip_notes.append(f"{ops}: host round trip, because {unavailable}")
 
     @property
     def source(self) -> str:
@@ -108,12 +146,14 @@ class CudaRunner:
 
     @property
     def reference_nodes(self) -> list:
-        """Every node without a device kernel (all of them make a host round trip)."""
-        return list(self.program.python_nodes)
+        """The nodes without a device kernel or device gemm: each makes a host round trip
+        (``round_trip_notes`` says why for matrix products)."""
+        on_device = {self.program.steps[n].callback for n in self.device_steps}
+        return [node for i, node in enumerate(self.program.python_nodes) if i not in on_device]
 
     def __repr__(self) -> str:
-        return (f"<CudaRunner: {len(self.module.kernels)} kernels, "
-                f"{len(self.program.python_nodes)} host round trips>")
+        return (f"<CudaRunner: {len(self.module.kernels)} kernels, {len(self.device_steps)} "
+                f"gemm steps, {len(self.reference_nodes)} host round trips>")
 
     # -- memory ------------------------------------------------------------------------------
     def _upload(self, host: np.ndarray) -> DeviceArray:
@@ -134,15 +174,7 @@ class CudaRunner:
 
     def to_host(self, array: DeviceArray) -> np.ndarray:
         """A fresh C-contiguous ndarray with the values of ``array`` (any strides)."""
-        if array.size == 0:
-            return np.empty(array.shape, array.dtype)
-        low = sum(min(0, (n - 1) * s) for n, s in zip(array.shape, array.strides))
-        high = sum(max(0, (n - 1) * s) for n, s in zip(array.shape, array.strides))
-        raw = self.device.download(array.ptr + low, high - low + array.dtype.itemsize,
-                                   array.owner)
-        view = np.ndarray(array.shape, array.dtype, buffer=raw, offset=-low,
-                          strides=array.strides)
-        return np.array(view, order="C", copy=True)
+        return array_to_host(self.device, array)
 
     # -- a call --------------------------------------------------------------------------------
     def __call__(self, input_values: Sequence[Any]) -> list:
@@ -150,9 +182,59 @@ class CudaRunner:
         if len(input_values) != len(program.inputs):
             raise TypeError(f"expected {len(program.inputs)} inputs, got {len(input_values)}")
         on_device = any(_is_device_object(v) for v in input_values)
+        inputs = [self._input(buffer, value, position) for position, (buffer, value)
+                  in enumerate(zip(program.inputs, input_values))]
+        return self._results(self._execute(inputs), program.outputs, on_device)
+
+    # tj.function calls run_with_shared instead of __call__ (tracejit/runtime/function.py).
+    keeps_shared_on_device = True
+
+    def run_with_shared(self, arrays: Sequence[Any], shared: Sequence[Any],
+                        update_targets: Sequence[Any]) -> list:
+        """One call of a function whose last inputs are the shared variables ``shared``
+        and whose last outputs are the new values of ``update_targets``.
+
+        Shared values are read from device memory (uploaded only when the
+        variable has no copy on this device) and the updates stay there; they
+        are applied only once every output is computed, so a call that raises
+        changes nothing. Returns the other outputs.
+        """
+        from tracejit.runtime.shared import device_value, keep_on_device
+        program = self.program
+        explicit = len(arrays)
+        if explicit + len(shared) != len(program.inputs):
+            raise TypeError(f"expected {len(program.inputs)} inputs, got "
+                            f"{explicit} and {len(shared)} shared variables")
+        on_device = any(_is_device_object(v) for v in arrays)
+        inputs = [self._input(buffer, value, position) for position, (buffer, value)
+                  in enumerate(zip(program.inputs, arrays))]
+        for position, (variable, buffer) in enumerate(zip(shared, program.inputs[explicit:])):
+            array = device_value(variable, self.device)
+            if array is None:
+                array = self._input(buffer, variable.container[0], explicit + position)
+                keep_on_device(variable, self.device, array, None, host_is_current=True)
+            inputs.append(array)
+        results = self._execute(inputs)
+        n_outputs = len(results) - len(update_targets)
+        new_values = results[n_outputs:]
+        user_owners = {id(value) for value in arrays if _is_device_object(value)}
+        for number, array in enumerate(new_values):
+            if id(array.owner) in user_owners:
+                new_values[number] = self._copy(array)  # never keep the caller's memory
+        outputs = self._results(results[:n_outputs], program.outputs[:n_outputs], on_device,
+                                keep_apart=new_values)
+        device = self.device
+        for target, array in zip(update_targets, new_values):
+            keep_on_device(target, device, array, _downloader(device, array),
+                           host_is_current=False)
+        return outputs
+
+    def _execute(self, inputs: Sequence[DeviceArray]) -> list[DeviceArray]:
+        """Run every step on device arrays; the outputs' device arrays (synchronized)."""
+        program = self.program
         values: dict[int, DeviceArray] = dict(self.constants)
-        for position, (buffer, value) in enumerate(zip(program.inputs, input_values)):
-            values[buffer.index] = self._input(buffer, value, position)
+        for buffer, array in zip(program.inputs, inputs):
+            values[buffer.index] = array
         flag = self._empty((1,), "int32")
         launched: list[ErrorSite] = []
         for number, step in enumerate(program.steps):
@@ -166,21 +248,34 @@ class CudaRunner:
                 shape = np.array(values[step.source.index].shape, dtype=np.int64)
                 values[step.output.index] = self._upload(shape)
             elif isinstance(step, PythonCall):
-                self._host_round_trip(step, values)
+                kind = self.device_steps.get(number)
+                if kind is None:
+                    self._host_round_trip(step, values)
+                else:
+                    self.products.run(kind, step, program.python_nodes[step.callback], values,
+                                      launched)
             elif isinstance(step, Release):
                 values.pop(step.buffer.index, None)
         self._synchronize(launched)
-        results = []
-        for buffer in program.outputs:
-            array = values[buffer.index]
-            if on_device:
-                if buffer.origin in ("input", "constant", "view") or \
-                        any(r is array for r in results):
-                    array = self._upload(self.to_host(array))  # never alias an input
-                results.append(array)
-            else:
-                results.append(self.to_host(array))
-        return [self.device.export(r) for r in results] if on_device else results
+        return [values[buffer.index] for buffer in program.outputs]
+
+    def _results(self, arrays: Sequence[DeviceArray], buffers: Sequence[Buffer],
+                 on_device: bool, keep_apart: Sequence[DeviceArray] = ()) -> list:
+        """Host copies of the outputs, or (``on_device``) device objects that alias no
+        input, constant, other output or ``keep_apart`` array."""
+        if not on_device:
+            return [self.to_host(array) for array in arrays]
+        results: list[DeviceArray] = []
+        for buffer, array in zip(buffers, arrays):
+            if buffer.origin in ("input", "constant", "view") or \
+                    any(r is array for r in results) or any(k is array for k in keep_apart):
+                array = self._copy(array)
+            results.append(array)
+        return [self.device.export(r) for r in results]
+
+    def _copy(self, array: DeviceArray) -> DeviceArray:
+        """A fresh contiguous copy (through the host: only for rare aliasing cases)."""
+        return self._upload(self.to_host(array))
 
     def _synchronize(self, launched: list[ErrorSite]) -> None:
         try:
@@ -329,6 +424,10 @@ class CudaRunner:
                                 f"{result.dtype} array where a {buffer.ndim}-d {buffer.dtype} "
                                 f"one was expected{step.site.where}")
             values[buffer.index] = self._upload(result)
+
+
+def _downloader(device: Device, array: DeviceArray):
+    return lambda: array_to_host(device, array)
 
 
 def _view(step: DimShuffleView, source: DeviceArray) -> DeviceArray:

@@ -18,8 +18,10 @@ structure differs:
   combine through warp shuffles and shared memory (prelude's
   ``tj_block_reduce``), with the C backend's NaN-propagating max/min.
 
-Everything else in the program (views, shape vectors, nodes run by their
-reference) is executed by the host-side plan (tracejit/cuda/executor.py).
+Everything else in the program (views, shape vectors, matrix products
+through the device's gemm, nodes run by their reference) is executed by the
+host-side plan (tracejit/cuda/executor.py). A program with matrix products
+also gets one strided copy kernel (``CudaModule.pack``, tracejit/cuda/gemm.py).
 
 Kernel parameters are plain scalars and pointers (``KernelSpec.params``),
 so a launch needs no struct packing, whichever driver binding makes it.
@@ -36,6 +38,7 @@ import numpy as np
 from tracejit.codegen.c_prelude import C_TYPES
 from tracejit.codegen.c_render import BodyRenderer, _reduction_parts
 from tracejit.codegen.kernel_ir import ElementwiseLoop, KernelProgram, ReduceLoop, ScalarStep
+from tracejit.cuda.gemm import gemm_steps, pack_kernel
 from tracejit.cuda.prelude import cuda_prelude
 
 _WRAPPING = {"add": "+", "sub": "-", "mul": "*"}
@@ -76,6 +79,9 @@ class CudaModule:
     kernels_source: str                 # the kernels alone (no prelude)
     kernels: list[KernelSpec]
     launches: dict[int, object]         # step number -> ElementwiseLaunch / ReduceLaunch
+    # The strided copy kernel matrix products use to pack an operand gemm cannot
+    # read in place (tracejit/cuda/gemm.py); only in programs with such products.
+    pack: KernelSpec | None = None
 
     @property
     def source(self) -> str:
@@ -125,7 +131,13 @@ class CudaRenderer:
             elif isinstance(step, ReduceLoop):
                 kernel, combine = self.reduce_kernels(f"{self.prefix}_{number}", step)
                 self.launches[number] = ReduceLaunch(kernel, combine, step)
-        return CudaModule(self.program, "\n\n".join(self.texts), self.kernels, self.launches)
+        pack = None
+        if gemm_steps(self.program):
+            text, pack = pack_kernel(f"{self.prefix}_pack")
+            self.texts.append(text)
+            self.kernels.append(pack)
+        return CudaModule(self.program, "\n\n".join(self.texts), self.kernels, self.launches,
+                          pack)
 
     def _emit(self, spec: KernelSpec, body: list[str]) -> KernelSpec:
         params = ", ".join(f"{ctype} {name}" for ctype, name in spec.params)

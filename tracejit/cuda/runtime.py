@@ -20,8 +20,10 @@ Everything goes through numba, which is a dependency anyway:
 - launches: ``numba.cuda.cudadrv.driver.launch_kernel`` with ctypes
   arguments, on the default stream.
 
-Not done: cuBLAS. ``dot``/``matmul`` nodes make a host round trip (their
-NumPy reference) like every node without a device kernel.
+- matrix products: cuBLAS through ctypes (tracejit/cuda/cublas.py), one
+  handle per device on the kernels' stream, created at the first program
+  with a product. Without cuBLAS (``gemm_unavailable`` says why) products
+  make a host round trip (their NumPy reference).
 """
 
 from __future__ import annotations
@@ -173,3 +175,25 @@ class NumbaDevice:
     def export(self, array: DeviceArray) -> Any:
         return self.cuda.from_cuda_array_interface(array.cuda_array_interface(),
                                                    owner=array.owner)
+
+    # -- cuBLAS ------------------------------------------------------------------------------
+    def _cublas(self):
+        cublas = self.__dict__.get("_cublas_handle")
+        if cublas is None:
+            from tracejit.cuda.cublas import Cublas
+            handle = self.cuda.default_stream().handle
+            cublas = self._cublas_handle = Cublas(int(getattr(handle, "value", handle) or 0))
+        return cublas
+
+    def gemm_unavailable(self) -> str | None:
+        """None when cuBLAS loads and gives a handle, else why not (products then make a
+        host round trip)."""
+        from tracejit.cuda.cublas import CublasError, CublasUnavailableError
+        try:
+            self._cublas()
+        except (CublasUnavailableError, CublasError, OSError) as exc:
+            return str(exc)
+        return None
+
+    def gemm(self, call) -> None:
+        self._cublas().gemm(call)

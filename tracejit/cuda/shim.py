@@ -15,8 +15,9 @@ launch fail instead of hanging or reading garbage.
 
 ``ShimLibrary(module)`` builds and loads the library for a ``CudaModule``;
 ``launch(spec, grid, block, args)`` runs one kernel over host memory
-(pointers are host addresses). ``tracejit.cuda.executor.EmulatedDevice``
-runs whole programs through it.
+(pointers are host addresses). ``EmulatedDevice`` (below) runs whole
+programs through it; its ``gemm`` computes matrix products with NumPy over
+host memory, after the argument checks cuBLAS makes.
 """
 
 from __future__ import annotations
@@ -286,11 +287,18 @@ class EmulatedDevice:
     loops, chunked reductions and partial warps all run.
     """
 
-    def __init__(self, block_size: int = 64, max_blocks: int = 8, reduce_blocks: int = 8) -> None:
+    def __init__(self, block_size: int = 64, max_blocks: int = 8, reduce_blocks: int = 8,
+                 gemm: bool = True) -> None:
         self.block_size = block_size
         self.max_blocks = max_blocks
         self.reduce_blocks = reduce_blocks
-        self.launches: list[tuple[str, int, int]] = []   # (kernel, grid, block), for tests
+        self.has_gemm = gemm  # False: behave as a GPU without cuBLAS
+        # What ran, for tests: (kernel, grid, block) per launch, every gemm call,
+        # and the byte counts of host -> device and device -> host copies.
+        self.launches: list[tuple[str, int, int]] = []
+        self.gemms: list = []
+        self.uploads: list[int] = []
+        self.downloads: list[int] = []
         # Every allocation sits between guard bytes: a kernel writing outside
         # a buffer is caught by guards_intact().
         self._allocations: list = []
@@ -325,12 +333,14 @@ class EmulatedDevice:
 
     def upload(self, host):
         import numpy as np
+        self.uploads.append(host.nbytes)
         ptr, memory = self.alloc(max(host.nbytes, 1))
         memory[:host.nbytes] = np.frombuffer(host.tobytes(), dtype=np.uint8)
         return ptr, memory
 
     def download(self, ptr: int, nbytes: int, owner):
         import numpy as np
+        self.downloads.append(nbytes)
         return np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(ptr)).copy()
 
     def zero(self, ptr: int, nbytes: int) -> None:
@@ -340,12 +350,54 @@ class EmulatedDevice:
         pass
 
     def export(self, array) -> EmulatedDeviceArray:
-        from tracejit.cuda.executor import CudaRunner
-        return EmulatedDeviceArray(array, lambda a: CudaRunner.to_host(_Downloader(self), a))
+        from tracejit.cuda.executor import array_to_host
+        return EmulatedDeviceArray(array, lambda a: array_to_host(self, a))
+
+    # -- gemm, as cuBLAS would run it --------------------------------------------------------
+    def gemm_unavailable(self) -> str | None:
+        return None if self.has_gemm else "the emulated device was made without gemm"
+
+    def gemm(self, call) -> None:
+        """Compute ``call`` (tracejit/cuda/gemm.py's row-major GemmCall) with NumPy over host
+        memory, after checking what cuBLAS would reject (CUBLAS_STATUS_INVALID_VALUE) or
+        leave undefined (batches of C overlapping)."""
+        import numpy as np
+        self.gemms.append(call)
+        dtype = np.dtype(call.dtype)
+        if dtype.name not in ("float32", "float64"):
+            raise ShimError(f"gemm of {dtype}: cuBLAS's S/D gemm takes float32 or float64")
+        m, n, k, batch = call.m, call.n, call.k, call.batch
+        if min(m, n, k, batch) < 0 or max(m, n, k, batch) > 2**31 - 1:
+            raise ShimError(f"gemm sizes out of range: m={m}, n={n}, k={k}, batch={batch}")
+        if call.c.transposed:
+            raise ShimError("gemm: C is always row-major (not transposed)")
+        operands = [("A", call.a, m, k), ("B", call.b, k, n), ("C", call.c, m, n)]
+        for label, operand, rows, cols in operands:
+            stored_cols = rows if operand.transposed else cols
+            if operand.ld < max(1, stored_cols) or operand.batch_stride < 0:
+                raise ShimError(f"gemm: invalid leading dimension {operand.ld} or batch stride "
+                                f"{operand.batch_stride} for {label} ({rows} x {cols}, "
+                                f"{'transposed' if operand.transposed else 'row-major'})")
+        if batch > 1 and call.c.batch_stride < m * call.c.ld:
+            raise ShimError("gemm: the batch's C matrices overlap")
+        if batch == 0 or m == 0 or n == 0:
+            return
+        a, b, c = (_matrices(operand, rows, cols, batch, dtype)
+                   for _, operand, rows, cols in operands)
+        c[...] = np.matmul(a, b) if k else 0
 
 
-class _Downloader:
-    """Just enough of a CudaRunner for ``CudaRunner.to_host``."""
-
-    def __init__(self, device: EmulatedDevice) -> None:
-        self.device = device
+def _matrices(operand, rows: int, cols: int, batch: int, dtype):
+    """The (batch, rows, cols) array ``operand`` describes, over host memory (a view)."""
+    import numpy as np
+    item = dtype.itemsize
+    if operand.transposed:
+        strides = (operand.batch_stride * item, item, operand.ld * item)
+    else:
+        strides = (operand.batch_stride * item, operand.ld * item, item)
+    extent = sum((n - 1) * s for n, s in zip((batch, rows, cols), strides)) + item
+    if min(batch, rows, cols) == 0:
+        extent = item
+    raw = np.ctypeslib.as_array((ctypes.c_uint8 * extent).from_address(operand.ptr))
+    return np.lib.stride_tricks.as_strided(raw.view(dtype), shape=(batch, rows, cols),
+                                           strides=strides)

@@ -220,6 +220,11 @@ class Function:
         self.profile = find_profile(self._runner)
         self._labels = [_describe_input(p, i.variable, i.name) for p, i in enumerate(self.inputs)]
         self._by_name = {i.name: p for p, i in enumerate(self.inputs) if i.name}
+        if (self.shared or self.updates) and getattr(self._runner, "keeps_shared_on_device", False):
+            # device="cuda": shared values stay in device memory between calls. Chosen
+            # once here, so the CPU path's calls do no extra work.
+            self._update_targets = [target for target, _ in self.updates]
+            self.run = self._run_keeping_shared_on_device
         self._install_fast_path()
         # Started on the interpreter while the module builds: take the
         # compiled runner (and the fast path) at the switch.
@@ -297,6 +302,11 @@ class Function:
                 value = np.array(value, copy=True)
             target.container[0] = value
         return outputs
+
+    def _run_keeping_shared_on_device(self, arrays: list[np.ndarray]) -> list:
+        """``run`` for a runner keeping shared values on its device (tracejit/cuda/executor.py):
+        it reads them there and applies the updates there, after computing every output."""
+        return self._runner.run_with_shared(arrays, self.shared, self._update_targets)
 
     def profile_report(self, file=None) -> None:
         """Print time per node and call counts, the most expensive node first.
