@@ -97,6 +97,7 @@ def measure(workload: str, implementation: str, variant: str, quick: bool) -> di
             if background.pending_count():
                 background.wait()
                 result["compiled_ready_s"] = time.monotonic() - PROCESS_START
+        if first_call_only:
             samples, number = [result["since_process_start_s"]], 1
         else:
             stage = "timing"
