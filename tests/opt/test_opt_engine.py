@@ -88,6 +88,8 @@ def _kitchen_sink():
         T.reshape(T.reshape(x, (-1,)), (x.shape[0], x.shape[1])) + T.log(1 - y) + T.exp(y) * 2,
         T.cast(T.cast(labels, "float64"), "float32") * T.cast((x * 2).shape[0], "float32"),
         T.log1p(-s) + T.sum(T.alloc(v[0], 2, 3).shape),
+        (-x) @ v + (x @ v.dimshuffle(0, "x")).dimshuffle(0) + T.second(x * y, v).sum(axis=1),
+        (2 * x).T @ y + T.second(T.exp(x), x).T @ T.reshape(T.exp(x), (x.shape[0], 1, x.shape[1])).sum(axis=1),
     ]
     values = [rng.uniform(0.1, 0.9, (3, 4)), rng.uniform(0.1, 0.9, (3, 4)), rng.uniform(0.1, 0.9, 4),
               np.array([0, 3, 1])]

@@ -75,6 +75,14 @@ def _never_one_from_owner(x: Variable, axis: int, depth: int, memo: dict) -> boo
     if isinstance(op, Reduce):
         kept = [i for i in range(node.inputs[0].ndim) if i not in op.axis]
         return _runtime_length_is_never_one(node.inputs[0], kept[axis], depth + 1, memo)
+    from tracejit.ops.linalg import MatMul
+    if isinstance(op, MatMul) and all(i.ndim <= 2 for i in node.inputs):
+        # The rows of a @ b are a's rows, its columns b's columns.
+        a, b = node.inputs
+        if axis == x.ndim - 1 and b.ndim == 2:
+            return _runtime_length_is_never_one(b, 1, depth + 1, memo)
+        if axis == 0 and a.ndim == 2:
+            return _runtime_length_is_never_one(a, 0, depth + 1, memo)
     return False
 
 

@@ -8,7 +8,9 @@ off. ``describe_rewrites()`` lists them all.
 
 from __future__ import annotations
 
-from tracejit.opt import basic, canonicalize, stabilize, specialize, fusion, memory  # noqa: F401  (registration)
+from tracejit.opt import (basic, canonicalize, shape_work, linalg,  # noqa: F401  (registration)
+                          stabilize, specialize, fusion, memory)
+from tracejit.opt.dims import forget_dim_facts
 from tracejit.opt.engine import optimize
 from tracejit.opt.registry import PHASES, rewrite_names, rewrites_of
 
@@ -25,6 +27,7 @@ def optimize_graph(fgraph, mode: str):
         fgraph.rewrite_stats = {}
         return fgraph
     stats = optimize(fgraph, config.optimizer_excluding)
+    forget_dim_facts(fgraph)
     fgraph.rewrite_stats = dict(stats)
     return fgraph
 
