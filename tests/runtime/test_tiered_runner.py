@@ -132,3 +132,25 @@ def test_a_new_process_finds_the_module_the_first_one_built(tmp_path):
     assert first[0] == "TieredRunner" and second[0] == "CRunner"
     assert float(first[1]) == pytest.approx(3 * (np.tanh(3.0) + 1.0))
     assert float(second[1]) == pytest.approx(float(first[1]))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_builds_again_instead_of_waiting_forever(empty_cache):
+    f = _tanh_affine()
+    assert isinstance(f._runner, TieredRunner)
+    x = np.linspace(-1, 1, 5)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's build thread does not exist here
+        code = 1
+        try:
+            f._runner.wait(timeout=120)
+            ok = np.allclose(f(x), np.tanh(x * 3.0) + 1.0) and type(f._runner) is CRunner
+            code = 0 if ok else 2
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(code)
+    os.close(write)
+    status = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert status == bytes([0])

@@ -11,10 +11,15 @@ build is done.
 The workers are ordinary (non-daemon) threads of one executor, so Python
 waits for builds in flight at exit and the next process finds them in the
 disk cache.
+
+A child made by ``fork`` inherits the parent's pending Futures but not its
+threads: they would never finish there. ``is_orphaned(future)`` tells the
+users of a Future to submit their build again in the child.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable
 
@@ -26,6 +31,9 @@ _lock = threading.Lock()
 MAX_WORKERS = 2
 
 
+_process = os.getpid()
+
+
 def submit(function: Callable[..., Any], *args: Any) -> Any:
     """Run ``function(*args)`` on a build thread; returns its Future."""
     global _executor
@@ -35,8 +43,24 @@ def submit(function: Callable[..., Any], *args: Any) -> Any:
             _executor = ThreadPoolExecutor(max_workers=MAX_WORKERS,
                                            thread_name_prefix="tracejit-build")
         future = _executor.submit(function, *args)
+        future.tracejit_process = _process
         _pending[:] = [f for f in _pending if not f.done()] + [future]
     return future
+
+
+def is_orphaned(future: Any) -> bool:
+    """Whether ``future`` was submitted in a parent process before a fork (it never finishes here)."""
+    return getattr(future, "tracejit_process", _process) != _process
+
+
+def _forget_parent_builds() -> None:
+    global _executor, _lock, _process
+    _executor, _lock, _process = None, threading.Lock(), os.getpid()
+    _pending.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_builds)
 
 
 def wait(timeout: float | None = None) -> bool:

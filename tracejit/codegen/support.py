@@ -63,6 +63,9 @@ class SupportModule:
             return None
         if wait is None:
             wait = not config.background_compile
+        from tracejit.codegen import background
+        if self._build is not None and background.is_orphaned(self._build):
+            self._build = None  # started by the parent of this forked process
         try:
             if self._build is not None and (wait or self._build.done()):
                 build, self._build = self._build, None
@@ -72,7 +75,6 @@ class SupportModule:
             else:
                 module = cached_extension(self.source, self.module_name)
                 if module is None and self._build is None:
-                    from tracejit.codegen import background
                     self._build = background.submit(build_extension, self.source,
                                                     self.module_name)
         except (CompileError, CompilerNotFoundError, OSError):

@@ -32,24 +32,32 @@ class TieredRunner:
     """Runs a graph on the interpreter until its C module is built, then on the module."""
 
     def __init__(self, fgraph: FunctionGraph, build: Any,
-                 on_failure: Callable[[BaseException], Any]) -> None:
+                 on_failure: Callable[[BaseException], Any],
+                 restart: Callable[[], Any]) -> None:
         from tracejit.runtime.interpreter import Interpreter
         self.fgraph = fgraph
         self._build = build  # Future of the CRunner
+        self._restart = restart  # submits the build again (in a forked child)
         self._on_failure = on_failure
         self._current: Any = Interpreter(fgraph)
         self._compiled: Any = None
         self._callbacks: list = []
 
     def __call__(self, input_values: Sequence[Any]) -> list:
-        if self._build is not None and self._build.done():
+        if self._build is not None and self._build_finished():
             self._switch()
         return self._current(input_values)
+
+    def _build_finished(self) -> bool:
+        from tracejit.codegen import background
+        if background.is_orphaned(self._build):
+            self._build = self._restart()
+        return self._build.done()
 
     @property
     def compiled(self) -> Any:
         """The runner of the built module (C, or the fallback backend), or None while building."""
-        if self._build is not None and self._build.done():
+        if self._build is not None and self._build_finished():
             self._switch()
         return self._compiled
 
@@ -57,6 +65,7 @@ class TieredRunner:
         """Wait for the build and switch to it; returns the compiled runner."""
         if self._build is not None:
             from concurrent.futures import wait as wait_futures
+            self._build_finished()  # resubmits an orphaned build
             wait_futures([self._build], timeout=timeout)
             if self._build.done():
                 self._switch()
@@ -124,9 +133,19 @@ def c_runner_or_tiered(fgraph: FunctionGraph, on_failure: Callable[[BaseExceptio
             return runner
     else:
         program = source = None
-    build = background.submit(_build_then, fgraph, program, source, after_build)
+        # A fork while the build thread imports a module would leave the
+        # child with it half initialized: import what the thread runs here.
+        import tracejit.codegen.c_render  # noqa: F401
+        import tracejit.codegen.graph_cache  # noqa: F401
+        import tracejit.codegen.lower  # noqa: F401
+        from tracejit.codegen.native import _load_families
+        _load_families()
+
+    def start_build() -> Any:
+        return background.submit(_build_then, fgraph, program, source, after_build)
+    build = start_build()
     pool_module()  # the buffer pool's first build, if any, runs alongside
-    return TieredRunner(fgraph, build, on_failure)
+    return TieredRunner(fgraph, build, on_failure, restart=start_build)
 
 
 def _build_then(fgraph: FunctionGraph, program: Any, source: str | None,
