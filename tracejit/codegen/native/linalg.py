@@ -10,6 +10,13 @@ plain loop with NumPy's semantics (integers wrap, bool is or-of-ands), so
 every dtype of the op runs native as long as both operands already have
 the result's dtype; mixed-dtype products stay with the reference.
 
+A product with a single row or column (a 1-d operand, a (k, 1) or (1, k)
+matrix, one row of a batch) is a matrix-vector product: cblas gemv, or dot
+when both operands are vectors. The matrix is read as gemm would read it;
+the vector in place for any nonzero stride that is a whole number of
+elements, negative ones included (BLAS walks a negative increment from the
+lowest address), and copied otherwise (stride 0).
+
 Batched matmul loops over the broadcast batch index, one gemm per matrix;
 when the right operand is shared by the whole batch and the left one's
 batch and rows are evenly strided (``x3d @ w``), the batch becomes the rows
@@ -234,9 +241,85 @@ TJ_SUPPORT int tj_mm_direct_$DT(npy_intp rows, npy_intp cols, npy_intp rs, npy_i
     return tj_blas_view_$DT(rows, cols, rs, cs, &trans, &ld);
 }
 
+/* A vector of n elements at p with byte stride s as BLAS reads it: the
+   lowest address and the increment (a negative one walks backwards, as BLAS
+   defines it). 0: it must be copied (stride 0, or not whole elements). */
+TJ_SUPPORT int tj_blas_vector_$DT(const char *p, npy_intp n, npy_intp s, const $T **start,
+                                  npy_intp *inc) {
+    const npy_intp item = (npy_intp)sizeof($T);
+    if (n <= 1) { *start = (const $T *)p; *inc = 1; return 1; }
+    if (s == 0 || s % item != 0) return 0;
+    *start = (const $T *)(s < 0 ? p + (n - 1) * s : p);
+    *inc = s / item;
+    return 1;
+}
+
+/* The vector operand of a product with one row or one column: read in place
+   when BLAS can, else copied into scratch (n elements). */
+TJ_SUPPORT const $T *tj_mv_vector_$DT(const char *p, npy_intp n, npy_intp s, $T *scratch,
+                                      npy_intp *inc) {
+    const $T *start;
+    if (tj_blas_vector_$DT(p, n, s, &start, inc)) return start;
+    const npy_intp shape[1] = {n}, strides[1] = {s};
+    tj_pack_$DT(scratch, 1, shape, strides, p);
+    *inc = 1;
+    return scratch;
+}
+
+/* tj_mm when m or n is 1 (k > 0): gemv, or dot when both are. The matrix
+   operand is read as gemm would read it (transpose flag, else a copy). */
+TJ_SUPPORT void tj_mv_$DT(npy_intp m, npy_intp n, npy_intp k,
+                          const char *a, npy_intp rsa, npy_intp csa,
+                          const char *b, npy_intp rsb, npy_intp csb,
+                          $T *c, npy_intp ldc, $T *scratch_a, $T *scratch_b) {
+    npy_intp incx, incy;
+    if (m == 1 && n == 1) {
+        const $T *x = tj_mv_vector_$DT(a, k, csa, scratch_a, &incx);
+        const $T *y = tj_mv_vector_$DT(b, k, rsb, scratch_b, &incy);
+        c[0] = $DOT((blasint)k, x, (blasint)incx, y, (blasint)incy);
+        return;
+    }
+    /* y (length rows, stride incc) = op(matrix) @ x (length k). */
+    const char *matrix;
+    npy_intp rows, rs, cs, incc;
+    const $T *x;
+    $T *scratch_matrix;
+    if (n == 1) {
+        matrix = a; rows = m; rs = rsa; cs = csa; incc = ldc > 1 ? ldc : 1;
+        scratch_matrix = scratch_a;
+        x = tj_mv_vector_$DT(b, k, rsb, scratch_b, &incx);
+    } else {
+        /* One row: y = B^T a, B seen as its transpose (n x k). */
+        matrix = b; rows = n; rs = csb; cs = rsb; incc = 1;
+        scratch_matrix = scratch_b;
+        x = tj_mv_vector_$DT(a, k, csa, scratch_a, &incx);
+    }
+    /* BLAS computes into y with beta = 0; clear it so that stale NaNs in the
+       fresh output cannot leak through a scal by zero. */
+    for (npy_intp i = 0; i < rows; i++) c[i * incc] = 0;
+    CBLAS_TRANSPOSE trans;
+    npy_intp ld;
+    if (!tj_blas_view_$DT(rows, k, rs, cs, &trans, &ld)) {
+        const npy_intp shape[2] = {rows, k}, strides[2] = {rs, cs};
+        tj_pack_$DT(scratch_matrix, 2, shape, strides, matrix);
+        matrix = (const char *)scratch_matrix;
+        trans = CblasNoTrans;
+        ld = k;
+    }
+    if (trans == CblasNoTrans) {
+        $GEMV(CblasRowMajor, CblasNoTrans, (blasint)rows, (blasint)k, ($T)1, (const $T *)matrix,
+              (blasint)(ld > 1 ? ld : 1), x, (blasint)incx, ($T)0, c, (blasint)incc);
+    } else {
+        /* The memory holds the k x rows transpose, row-major. */
+        $GEMV(CblasRowMajor, CblasTrans, (blasint)k, (blasint)rows, ($T)1, (const $T *)matrix,
+              (blasint)(ld > 1 ? ld : 1), x, (blasint)incx, ($T)0, c, (blasint)incc);
+    }
+}
+
 /* c (m x n, row stride ldc elements) = a (m x k) @ b (k x n), a and b given
    by byte strides; scratch_a / scratch_b (m*k and k*n elements) are used
-   when an operand must be copied (tj_mm_direct said no). */
+   when an operand must be copied (tj_mm_direct said no). A single row or
+   column goes to gemv (tj_mv). */
 TJ_SUPPORT void tj_mm_$DT(npy_intp m, npy_intp n, npy_intp k,
                       const char *a, npy_intp rsa, npy_intp csa,
                       const char *b, npy_intp rsb, npy_intp csb,
@@ -245,6 +328,10 @@ TJ_SUPPORT void tj_mm_$DT(npy_intp m, npy_intp n, npy_intp k,
     if (k == 0) {
         for (npy_intp i = 0; i < m; i++)
             for (npy_intp j = 0; j < n; j++) c[i * ldc + j] = 0;
+        return;
+    }
+    if (m == 1 || n == 1) {
+        tj_mv_$DT(m, n, k, a, rsa, csa, b, rsb, csb, c, ldc, scratch_a, scratch_b);
         return;
     }
     CBLAS_TRANSPOSE ta, tb;
@@ -313,9 +400,12 @@ def _mm_text(dtype: str) -> str:
     ctype = C_TYPES[dtype]
     if dtype in BLAS_DTYPES:
         from tracejit.codegen.blas import cblas_names
+        from tracejit.codegen.blas import find_blas
+        letter = "s" if dtype == "float32" else "d"
         names = cblas_names()
-        gemm = names.sgemm if dtype == "float32" else names.dgemm
-        return _MM_BLAS.substitute(DT=dtype, T=ctype, GEMM=gemm)
+        blas = find_blas()
+        return _MM_BLAS.substitute(DT=dtype, T=ctype, GEMM=getattr(names, letter + "gemm"),
+                                   GEMV=blas.cblas(letter + "gemv"), DOT=blas.cblas(letter + "dot"))
     if dtype == "bool":
         update, rule = "row[j] = row[j] || (x && y)", "or of ands"
     else:

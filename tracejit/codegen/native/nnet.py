@@ -9,10 +9,14 @@
 - Argmax/argmin: NumPy's rules: the first extreme wins, the first NaN wins
   over everything; ``axis=None`` indexes the flattened (C-order) array; an
   empty reduction raises ValueError naming the op and the user's line.
-- Conv2D (NCHW input, OIHW filters): im2col of one image into a temporary
-  ((C*kh*kw) x (oh*ow), zero padding and the filter flip folded into the
-  gather) and one product with the filters seen as an O x (C*kh*kw) matrix
-  (BLAS gemm for floats, the integer loop otherwise; see native/linalg.py).
+  Contiguous rows are searched by SIMD blocks; large inputs run on OpenMP
+  threads (rows in parallel, or chunks of one long row combined in order).
+- Conv2D (NCHW input, OIHW filters): im2col of a group of images into a
+  temporary ((C*kh*kw) x (oh*ow) per image, zero padding and the filter
+  flip folded into the gather; rows on OpenMP threads when large) and one
+  product per image with the filters seen as an O x (C*kh*kw) matrix (BLAS
+  gemm for floats, the integer loop otherwise; see native/linalg.py). The
+  products run outside the parallel region: BLAS has its own threads.
 """
 
 from __future__ import annotations
@@ -174,8 +178,39 @@ def _render_softmax(renderer, step) -> list[str]:
 # -- argmax / argmin ------------------------------------------------------------------------
 
 _ARGMAX = Template(r"""
-/* Index of the first $KIND (the first NaN wins) of n elements of $DT. */
+/* Elements per block of the vectorized search. */
+#define TJ_ARG_BLOCK 512
+
+/* Index of the first $KIND (the first NaN wins) of n elements of $DT.
+   Contiguous rows go block by block: each block's extreme and whether it
+   holds a NaN are SIMD reductions; the first NaN, else the first block whose
+   extreme beats the earlier ones, is then searched element by element for
+   the first position holding that value. Same answer as the plain scan:
+   values that compare equal (0.0 and -0.0) are found in order. */
 TJ_SUPPORT npy_intp tj_arg${KIND}_row_$DT(const char *x, npy_intp stride, npy_intp n) {
+    if (stride == (npy_intp)sizeof($T) && n > TJ_ARG_BLOCK) {
+        const $T *p = (const $T *)x;
+        $T best = p[0];
+        npy_intp best_start = 0;
+        for (npy_intp start = 0; start < n; start += TJ_ARG_BLOCK) {
+            const npy_intp len = n - start < TJ_ARG_BLOCK ? n - start : TJ_ARG_BLOCK;
+            const $T *q = p + start;
+            $T extreme = q[0];
+            int nan = 0;
+            TJ_OMP("omp simd reduction($REDUCTION:extreme) reduction(|:nan)")
+            for (npy_intp i = 0; i < len; i++) {
+                const $T v = q[i];
+                nan |= $ISNAN(v);
+                extreme = v $CMP extreme ? v : extreme;
+            }
+            if (nan) {
+                for (npy_intp i = 0; i < len; i++) if ($ISNAN(q[i])) return start + i;
+            }
+            if (extreme $CMP best) { best = extreme; best_start = start; }
+        }
+        for (npy_intp i = best_start; i < n; i++) if (p[i] == best) return i;
+        return best_start;  /* not reached */
+    }
     $T best = *(const $T *)x;
     npy_intp at = 0;
     if ($ISNAN(best)) return 0;
@@ -187,7 +222,32 @@ TJ_SUPPORT npy_intp tj_arg${KIND}_row_$DT(const char *x, npy_intp stride, npy_in
     return at;
 }
 
-/* np.arg$KIND(X, axis) (axis < 0: the flattened array) into a new int64 array O. */
+/* tj_arg${KIND}_row over one long row, split into chunks searched on
+   several threads; the chunks' answers are combined in order. */
+TJ_SUPPORT npy_intp tj_arg${KIND}_long_row_$DT(const char *x, npy_intp stride, npy_intp n) {
+    enum { CHUNKS = 64 };
+    if (n <= TJ_PARALLEL_MIN) return tj_arg${KIND}_row_$DT(x, stride, n);
+    npy_intp found[CHUNKS];
+    const npy_intp chunk = (n + CHUNKS - 1) / CHUNKS;
+    TJ_OMP("omp parallel for schedule(static)")
+    for (int c = 0; c < CHUNKS; c++) {
+        const npy_intp lo = c * chunk;
+        if (lo >= n) { found[c] = -1; continue; }
+        const npy_intp len = n - lo < chunk ? n - lo : chunk;
+        found[c] = lo + tj_arg${KIND}_row_$DT(x + lo * stride, stride, len);
+    }
+    npy_intp result = found[0];
+    $T best = *(const $T *)(x + result * stride);
+    for (int c = 1; c < CHUNKS && found[c] >= 0 && !$ISNAN(best); c++) {
+        const $T v = *(const $T *)(x + found[c] * stride);
+        if ($ISNAN(v) || v $CMP best) { best = v; result = found[c]; }
+    }
+    return result;
+}
+
+/* np.arg$KIND(X, axis) (axis < 0: the flattened array) into a new int64 array O.
+   Large inputs run on several threads: rows of the reduction in parallel, or
+   chunks of a single long row. */
 TJ_SUPPORT int tj_arg${KIND}_$DT(const tj_arr *X, int nd, int axis, tj_arr *O,
                                  const char *op, const char *where) {
     const npy_intp size = tj_size(nd, X->shape);
@@ -199,8 +259,10 @@ TJ_SUPPORT int tj_arg${KIND}_$DT(const tj_arr *X, int nd, int axis, tj_arr *O,
         }
         if (tj_alloc(O, 0, X->shape, NPY_INT64) < 0) return -1;
         npy_intp result;
+        const int nogil = size > TJ_NOGIL_MIN;
+        PyThreadState *saved = nogil ? PyEval_SaveThread() : NULL;
         if (tj_contiguous(nd, X->shape, X->strides, (npy_intp)sizeof($T))) {
-            result = tj_arg${KIND}_row_$DT(X->data, (npy_intp)sizeof($T), size);
+            result = tj_arg${KIND}_long_row_$DT(X->data, (npy_intp)sizeof($T), size);
         } else {
             /* Walk in C order: rows along the last dimension. */
             const npy_intp n = X->shape[nd - 1], rows = size / n;
@@ -214,6 +276,7 @@ TJ_SUPPORT int tj_arg${KIND}_$DT(const tj_arr *X, int nd, int axis, tj_arr *O,
                 if (result < 0 || $ISNAN(v) || v $CMP best) { best = v; result = r * n + i; }
             }
         }
+        if (nogil) PyEval_RestoreThread(saved);
         *(int64_t *)O->data = (int64_t)result;
         return 0;
     }
@@ -229,13 +292,27 @@ TJ_SUPPORT int tj_arg${KIND}_$DT(const tj_arr *X, int nd, int axis, tj_arr *O,
     /* The output's strides seen with X's rank (0 along `axis`). */
     j = 0;
     for (int d = 0; d < nd; d++) ostrides[d] = d == axis ? 0 : O->strides[j++];
-    const npy_intp n = X->shape[axis], rows = size / n;
-    for (npy_intp r = 0; r < rows; r++) {
-        npy_intp ox, oo;
-        tj_row_offsets(r, nd, axis, X->shape, X->strides, ostrides, &ox, &oo);
-        *(int64_t *)(O->data + oo) =
-            (int64_t)tj_arg${KIND}_row_$DT(X->data + ox, X->strides[axis], n);
+    const npy_intp n = X->shape[axis], rows = size / n, sa = X->strides[axis];
+    if (rows == 0) return 0;
+    const int nogil = size > TJ_NOGIL_MIN;
+    PyThreadState *saved = nogil ? PyEval_SaveThread() : NULL;
+    if (rows == 1) {
+        *(int64_t *)O->data = (int64_t)tj_arg${KIND}_long_row_$DT(X->data, sa, n);
+    } else if (size > TJ_PARALLEL_MIN) {
+        TJ_OMP("omp parallel for schedule(static)")
+        for (npy_intp r = 0; r < rows; r++) {
+            npy_intp ox, oo;
+            tj_row_offsets(r, nd, axis, X->shape, X->strides, ostrides, &ox, &oo);
+            *(int64_t *)(O->data + oo) = (int64_t)tj_arg${KIND}_row_$DT(X->data + ox, sa, n);
+        }
+    } else {
+        for (npy_intp r = 0; r < rows; r++) {
+            npy_intp ox, oo;
+            tj_row_offsets(r, nd, axis, X->shape, X->strides, ostrides, &ox, &oo);
+            *(int64_t *)(O->data + oo) = (int64_t)tj_arg${KIND}_row_$DT(X->data + ox, sa, n);
+        }
     }
+    if (nogil) PyEval_RestoreThread(saved);
     return 0;
 }
 """)
@@ -255,6 +332,7 @@ def _render_argmax(renderer, step) -> list[str]:
     _support(renderer, f"tj:arg{kind}:{dtype}",
              _ARGMAX.substitute(DT=dtype, T=C_TYPES[dtype], KIND=kind,
                                 CMP=">" if kind == "max" else "<",
+                                REDUCTION=kind,
                                 ISNAN="tj_isnan" if dtype in _FLOAT_SUFFIX else "tj_never_nan"),
              ("tj:row-offsets",))
     (x,), (out,) = step.inputs, step.outputs
@@ -266,6 +344,51 @@ def _render_argmax(renderer, step) -> list[str]:
 # -- conv2d ---------------------------------------------------------------------------------
 
 _CONV2D = Template(r"""
+/* Bytes of im2col gathered per group of images (at least one image): each
+   group is one parallel region, then the group's products on BLAS threads;
+   fewer switches between the two thread pools cost less on busy cores. */
+#ifndef TJ_CONV_GROUP_BYTES
+#define TJ_CONV_GROUP_BYTES (8 << 20)
+#endif
+
+/* Row r of the im2col matrix of images first, first + 1, ... of X: image
+   first + r / K, channel and filter tap (u, v) from r % K; oh*ow elements,
+   zero where the (padded, strided, maybe flipped) tap falls outside. */
+TJ_SUPPORT void tj_im2col_row_$DT(const tj_arr *X, npy_intp first, npy_intp r, npy_intp K,
+                                  npy_intp kh, npy_intp kw, npy_intp oh, npy_intp ow,
+                                  npy_intp ph, npy_intp pw, npy_intp sh, npy_intp sw, int flip,
+                                  $T *row) {
+    const npy_intp H = X->shape[2], W = X->shape[3];
+    const npy_intp sy = X->strides[2], sx = X->strides[3];
+    const npy_intp image = first + r / K, rest = r % K;
+    const npy_intp c = rest / (kh * kw), u = (rest / kw) % kh, v = rest % kw;
+    const npy_intp du = (flip ? kh - 1 - u : u) - ph, dv = (flip ? kw - 1 - v : v) - pw;
+    const char *plane = X->data + image * X->strides[0] + c * X->strides[1];
+    /* Output columns j whose input column j*sw + dv lies in [0, W). */
+    npy_intp j_lo = dv >= 0 ? 0 : (-dv + sw - 1) / sw;
+    npy_intp j_hi = W - 1 - dv < 0 ? 0 : (W - 1 - dv) / sw + 1;
+    if (j_lo > ow) j_lo = ow;
+    if (j_hi > ow) j_hi = ow;
+    if (j_hi < j_lo) j_hi = j_lo;
+    for (npy_intp i = 0; i < oh; i++, row += ow) {
+        const npy_intp y = i * sh + du;
+        if (y < 0 || y >= H) {
+            for (npy_intp j = 0; j < ow; j++) row[j] = 0;
+            continue;
+        }
+        const char *line = plane + y * sy;
+        for (npy_intp j = 0; j < j_lo; j++) row[j] = 0;
+        if (sw == 1 && sx == (npy_intp)sizeof($T)) {
+            if (j_hi > j_lo)
+                memcpy(row + j_lo, line + (j_lo + dv) * sx, (size_t)(j_hi - j_lo) * sizeof($T));
+        } else {
+            for (npy_intp j = j_lo; j < j_hi; j++)
+                row[j] = *(const $T *)(line + (j * sw + dv) * sx);
+        }
+        for (npy_intp j = j_hi; j < ow; j++) row[j] = 0;
+    }
+}
+
 /* Conv2D of $DT: X (N, C, H, W), F (O, C, kh, kw) -> (N, O, oh, ow).
    mode: 0 valid, 1 full, 2 half, 3 explicit padding (ph, pw). */
 TJ_SUPPORT int tj_conv2d_$DT(const tj_arr *X, const tj_arr *F, tj_arr *Out, int typenum,
@@ -315,7 +438,10 @@ TJ_SUPPORT int tj_conv2d_$DT(const tj_arr *X, const tj_arr *F, tj_arr *Out, int 
     const int filters_direct = tj_collapse(3, filter_dims, F->shape, F->strides, item,
                                            &k_length, &k_stride);
     const int scratch_needed = filters_direct && !tj_mm_direct_$DT(O, K, F->strides[0], k_stride);
-    $T *col = ($T *)malloc((size_t)(K * P) * sizeof($T));
+    npy_intp group = (npy_intp)TJ_CONV_GROUP_BYTES / (K * P * item);
+    if (group < 1) group = 1;
+    if (group > N) group = N;
+    $T *col = ($T *)malloc((size_t)(group * K * P) * sizeof($T));
     $T *packed = filters_direct ? NULL : ($T *)malloc((size_t)(O * K) * sizeof($T));
     $T *scratch_f = scratch_needed ? ($T *)malloc((size_t)(O * K) * sizeof($T)) : NULL;
     if (col == NULL || (!filters_direct && packed == NULL)
@@ -334,33 +460,24 @@ TJ_SUPPORT int tj_conv2d_$DT(const tj_arr *X, const tj_arr *F, tj_arr *Out, int 
         rsf = K * item;
         csf = item;
     }
-    const npy_intp sc = X->strides[1], sy = X->strides[2], sx = X->strides[3];
-    for (npy_intp b = 0; b < N; b++) {
-        const char *image = X->data + b * X->strides[0];
-        $T *row = col;
-        for (npy_intp c = 0; c < C; c++) {
-            for (npy_intp u = 0; u < kh; u++) {
-                const npy_intp du = (flip ? kh - 1 - u : u) - ph;
-                for (npy_intp v = 0; v < kw; v++) {
-                    const npy_intp dv = (flip ? kw - 1 - v : v) - pw;
-                    for (npy_intp i = 0; i < oh; i++) {
-                        const npy_intp y = i * sh + du;
-                        if (y < 0 || y >= H) {
-                            for (npy_intp j = 0; j < ow; j++) row[j] = 0;
-                        } else {
-                            const char *line = image + c * sc + y * sy;
-                            for (npy_intp j = 0; j < ow; j++) {
-                                const npy_intp x = j * sw + dv;
-                                row[j] = (x >= 0 && x < W) ? *(const $T *)(line + x * sx) : ($T)0;
-                            }
-                        }
-                        row += ow;
-                    }
-                }
-            }
+    /* im2col of a group of images (in parallel when large), then one product
+       per image, outside the parallel region: BLAS runs its own threads. */
+    for (npy_intp first = 0; first < N; first += group) {
+        const npy_intp count = N - first < group ? N - first : group;
+        const npy_intp col_rows = count * K;
+        if (count * K * P > TJ_PARALLEL_MIN) {
+            TJ_OMP("omp parallel for schedule(static)")
+            for (npy_intp r = 0; r < col_rows; r++)
+                tj_im2col_row_$DT(X, first, r, K, kh, kw, oh, ow, ph, pw, sh, sw, flip,
+                                  col + r * P);
+        } else {
+            for (npy_intp r = 0; r < col_rows; r++)
+                tj_im2col_row_$DT(X, first, r, K, kh, kw, oh, ow, ph, pw, sh, sw, flip,
+                                  col + r * P);
         }
-        tj_mm_$DT(O, P, K, f, rsf, csf, (const char *)col, P * item, item, out + b * O * P, P,
-                  scratch_f, NULL);
+        for (npy_intp t = 0; t < count; t++)
+            tj_mm_$DT(O, P, K, f, rsf, csf, (const char *)(col + t * K * P), P * item, item,
+                      out + (first + t) * O * P, P, scratch_f, NULL);
     }
     if (nogil) PyEval_RestoreThread(saved);
     free(col); free(packed); free(scratch_f);
