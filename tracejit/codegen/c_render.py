@@ -11,6 +11,7 @@ two graphs that print the same text share one module safely.
 Loops over operands that are all C-contiguous (or scalars) take a flat
 path the compiler vectorizes (``#pragma omp simd``; libm calls go to
 libmvec); large loops run on OpenMP threads and without the GIL.
+Reduction kernels and their paths live in c_reduce.py.
 """
 
 from __future__ import annotations
@@ -318,172 +319,6 @@ class ModuleRenderer:
         lines.append("}")
         return "\n".join(lines)
 
-    def reduce_kernel(self, number: int, loop: ReduceLoop) -> str:
-        nd = loop.input_ndim
-        kept = [d for d in range(nd) if d not in loop.axes]
-        reduced = [d for d in range(nd) if d in loop.axes]
-        body = BodyRenderer(loop.operands, loop.steps)
-        acc_type = C_TYPES[loop.accumulator_dtype]
-        out_type = C_TYPES[loop.output.dtype]
-        identity, combine = _reduction_parts(loop.kind, loop.accumulator_dtype)
-        value = body.result(loop.value, loop.value_dtype if loop.kind in ("all", "any")
-                            else loop.accumulator_dtype)
-        params = ["const npy_intp *shape", "char *out", "const npy_intp *out_st"]
-        params += [f"const char *in{k}, const npy_intp *in{k}_st" for k in range(len(loop.operands))]
-        lines = [f"static int tj_kernel_{number}({', '.join(params)}) {{"]
-        for k in range(len(loop.operands)):
-            lines.append(f"    (void)in{k}_st;")
-        lines.append("    (void)out_st;")
-        lines.append("    int tj_bad = 0;")
-        lines.append(f"    const npy_intp n = tj_size({nd}, shape);")
-        lines.append("    (void)n;")
-        for k, (buffer, scalar) in enumerate(zip(loop.operands, loop.scalar_operands)):
-            if scalar:
-                ctype = C_TYPES[buffer.dtype]
-                lines.append(f"    const {ctype} s{k} = *(const {ctype} *)in{k};")
-        statements = body.statements()
-        simd_kind = {"sum": "+", "prod": "*"}.get(loop.kind)
-        raises = loop.raises
-
-        def loads(indent: str, offset_of) -> list[str]:
-            out = []
-            for k, (buffer, scalar) in enumerate(zip(loop.operands, loop.scalar_operands)):
-                ctype = C_TYPES[buffer.dtype]
-                value_text = f"s{k}" if scalar else offset_of(k, ctype)
-                out.append(f"{indent}const {ctype} v{k} = {value_text};")
-                out.append(f"{indent}(void)v{k};")
-            return out
-
-        if not kept and nd > 0:
-            # A full reduction of contiguous operands: one flat loop.
-            contiguous = [f"tj_contiguous({nd}, shape, in{k}_st, sizeof({C_TYPES[b.dtype]}))"
-                          for k, (b, scalar) in enumerate(zip(loop.operands, loop.scalar_operands))
-                          if not scalar]
-            lines.append(f"    if ({' && '.join(contiguous) or '1'}) {{")
-            lines.append(f"        {acc_type} acc = {identity};")
-            clauses = f" reduction({simd_kind}:acc)" if simd_kind else ""
-            if raises:
-                clauses += " reduction(|:tj_bad)"
-            flat = ["        for (npy_intp i = 0; i < n; i++) {"]
-            flat += loads("            ", lambda k, ctype: f"((const {ctype} *)in{k})[i]")
-            flat += ["            " + s for s in statements]
-            flat.append(f"            {combine.format(acc='acc', value=value)};")
-            flat.append("        }")
-            if simd_kind:
-                flat = _threaded(flat, "        ", f"omp parallel for simd schedule(static){clauses}",
-                                 f"omp simd{clauses}")
-            lines += flat
-            lines.append(f"        *({out_type} *)out = ({out_type})acc;")
-            lines.append("        return tj_bad;")
-            lines.append("    }")
-        if kept and kept[-1] == nd - 1 and reduced and not raises:
-            lines += self._column_reduce_path(loop, kept, reduced, body, statements, value,
-                                              identity, combine)
-        indices = {d: f"i{d}" for d in range(nd)}
-
-        def offset(strides: str) -> str:
-            return " + ".join(f"{indices[d]} * {strides}[{d}]" for d in range(nd)) or "0"
-
-        kept_start = len(lines)
-        depth = 1
-        for d in kept:
-            lines.append("    " * depth + f"for (npy_intp i{d} = 0; i{d} < shape[{d}]; i{d}++)")
-            depth += 1
-        lines.append("    " * depth + "{")
-        depth += 1
-        lines.append("    " * depth + f"{acc_type} acc = {identity};")
-        for position, d in enumerate(reduced):
-            if position == len(reduced) - 1 and simd_kind and not raises:
-                lines.append("    " * depth + f'TJ_OMP("omp simd reduction({simd_kind}:acc)")')
-            lines.append("    " * depth + f"for (npy_intp i{d} = 0; i{d} < shape[{d}]; i{d}++)")
-            depth += 1
-        indent = "    " * depth
-        lines.append(indent + "{")
-        lines += loads(indent + "    ",
-                       lambda k, ctype: f"*(const {ctype} *)(in{k} + {offset(f'in{k}_st')})")
-        lines += [indent + "    " + s for s in statements]
-        lines.append(f"{indent}    {combine.format(acc='acc', value=value)};")
-        lines.append(indent + "}")
-        depth -= len(reduced)
-        out_offset = " + ".join(f"i{d} * out_st[{j}]" for j, d in enumerate(kept)) or "0"
-        lines.append("    " * depth + f"*({out_type} *)(out + {out_offset}) = ({out_type})acc;")
-        depth -= 1
-        lines.append("    " * depth + "}")
-        if kept:
-            collapse = f" collapse({len(kept)})" if len(kept) > 1 else ""
-            bad = " reduction(|:tj_bad)" if raises else ""
-            lines[kept_start:] = _threaded(lines[kept_start:], "    ",
-                                           f"omp parallel for{collapse} schedule(static){bad}")
-        lines.append("    return tj_bad;")
-        lines.append("}")
-        return "\n".join(lines)
-
-    def _column_reduce_path(self, loop: ReduceLoop, kept: list[int], reduced: list[int], body,
-                            statements: list[str], value: str, identity: str,
-                            combine: str) -> list[str]:
-        """Reductions that keep the last axis (``x.sum(axis=0)``, bias gradients).
-
-        The kept last axis is walked in blocks of TJ_BLOCK contiguous
-        elements, each block accumulating over every reduced index: memory
-        is read row by row and the inner loop vectorizes, where the general
-        path would walk each output's reduced elements with a large stride.
-        """
-        nd = loop.input_ndim
-        last = nd - 1
-        acc_type = C_TYPES[loop.accumulator_dtype]
-        out_type = C_TYPES[loop.output.dtype]
-        outer = kept[:-1]
-        checks = [f"in{k}_st[{last}] == (npy_intp)sizeof({C_TYPES[b.dtype]})"
-                  for k, (b, scalar) in enumerate(zip(loop.operands, loop.scalar_operands))
-                  if not scalar]
-        outer_count = " * ".join(f"shape[{d}]" for d in outer) or "1"
-        unit = ["        for (npy_intp u = 0; u < units; u++) {",
-                "            npy_intp rest = u / blocks;",
-                "            const npy_intp jb = (u % blocks) * TJ_BLOCK;"]
-        for d in reversed(outer):
-            unit.append(f"            const npy_intp i{d} = rest % shape[{d}];")
-            unit.append(f"            rest /= shape[{d}];")
-        unit += ["            (void)rest;",
-                 "            const npy_intp len = m - jb < TJ_BLOCK ? m - jb : TJ_BLOCK;",
-                 f"            {acc_type} acc[TJ_BLOCK];",
-                 f"            for (npy_intp j = 0; j < len; j++) acc[j] = {identity};"]
-        depth = 3
-        for d in reduced:
-            unit.append("    " * depth + f"for (npy_intp i{d} = 0; i{d} < shape[{d}]; i{d}++)")
-            depth += 1
-        indent = "    " * depth
-        unit.append(indent + "{")
-        walked = outer + reduced
-        loads = []
-        for k, (buffer, scalar) in enumerate(zip(loop.operands, loop.scalar_operands)):
-            ctype = C_TYPES[buffer.dtype]
-            if scalar:
-                loads.append(f"{indent}        const {ctype} v{k} = s{k};")
-            else:
-                base = " + ".join(f"i{d} * in{k}_st[{d}]" for d in walked)
-                unit.append(f"{indent}    const {ctype} *restrict p{k} = (const {ctype} *)"
-                            f"(in{k} + {base} + jb * in{k}_st[{last}]);")
-                loads.append(f"{indent}        const {ctype} v{k} = p{k}[j];")
-            loads.append(f"{indent}        (void)v{k};")
-        unit.append(f'{indent}    TJ_OMP("omp simd")')
-        unit.append(f"{indent}    for (npy_intp j = 0; j < len; j++) {{")
-        unit += loads
-        unit += [f"{indent}        " + st for st in statements]
-        unit.append(f"{indent}        {combine.format(acc='acc[j]', value=value)};")
-        unit += [f"{indent}    }}", f"{indent}}}"]
-        out_offset = " + ".join(f"i{d} * out_st[{j}]" for j, d in enumerate(outer))
-        unit.append(f"            for (npy_intp j = 0; j < len; j++) *({out_type} *)(out + "
-                    f"{out_offset + ' + ' if out_offset else ''}(jb + j) * out_st[{len(kept) - 1}])"
-                    f" = ({out_type})acc[j];")
-        unit.append("        }")
-        lines = [f"    if ({' && '.join(checks) or '1'}) {{",
-                 f"        const npy_intp m = shape[{last}];",
-                 "        const npy_intp blocks = (m + TJ_BLOCK - 1) / TJ_BLOCK;",
-                 f"        const npy_intp units = {outer_count} * blocks;"]
-        lines += _threaded(unit, "        ", "omp parallel for schedule(static)")
-        lines += ["        return tj_bad;", "    }"]
-        return lines
-
     # -- the entry point -----------------------------------------------------------------------
     def site_strings(self, site: ErrorSite) -> tuple[str, str]:
         return c_string(site.op), c_string(site.where)
@@ -493,8 +328,8 @@ class ModuleRenderer:
             self.kernels.append(self.elementwise_kernel(number, step))
             return self._call_elementwise(step, number)
         if isinstance(step, ReduceLoop):
-            self.kernels.append(self.reduce_kernel(number, step))
-            return self._call_reduce(step, number)
+            from tracejit.codegen.c_reduce import render_reduce  # it builds on this module
+            return render_reduce(self, step, number)
         if isinstance(step, DimShuffleView):
             return self._view(step)
         if isinstance(step, ShapeVector):
@@ -564,34 +399,6 @@ class ModuleRenderer:
         args = ["shape"]
         args += [f"B[{b.index}].data" for b in loop.outputs]
         args += [f"B[{b.index}].strides" for b in loop.outputs]
-        args += [f"B[{b.index}].data, st{k}" for k, b in enumerate(loop.operands)]
-        call = f"tj_kernel_{number}({', '.join(args)})"
-        lines += self._run_kernel(call, f"tj_size({nd}, shape)", loop.site, loop.raises)
-        lines.append("    }")
-        return lines
-
-    def _call_reduce(self, loop: ReduceLoop, number: int) -> list[str]:
-        nd = loop.input_ndim
-        kept = [d for d in range(nd) if d not in loop.axes]
-        lines = ["    {"] + self._broadcast(nd, loop.operands, loop.site)
-        out = loop.output
-        lines.append(f"        npy_intp out_shape[{_dims(len(kept))}];")
-        for j, d in enumerate(kept):
-            lines.append(f"        out_shape[{j}] = shape[{d}];")
-        if loop.kind in ("max", "min"):
-            op, where = self.site_strings(loop.site)
-            reduced_size = " * ".join(f"shape[{d}]" for d in loop.axes) or "1"
-            name = "maximum" if loop.kind == "max" else "minimum"
-            lines += [
-                f"        if (({reduced_size}) == 0 && tj_size({len(kept)}, out_shape) > 0) {{",
-                "            PyErr_Format(PyExc_ValueError, \"%s: zero-size array to reduction "
-                f"operation {name} which has no identity%s\", {op}, {where});",
-                "            goto fail;",
-                "        }",
-            ]
-        lines.append(f"        if (tj_alloc(&B[{out.index}], {len(kept)}, out_shape, "
-                     f"{typenum(out.dtype)}) < 0) goto fail;")
-        args = ["shape", f"B[{out.index}].data", f"B[{out.index}].strides"]
         args += [f"B[{b.index}].data, st{k}" for k, b in enumerate(loop.operands)]
         call = f"tj_kernel_{number}({', '.join(args)})"
         lines += self._run_kernel(call, f"tj_size({nd}, shape)", loop.site, loop.raises)
@@ -717,28 +524,9 @@ class ModuleRenderer:
 
 
 def _reduction_parts(kind: str, dtype: str) -> tuple[str, str]:
-    """The identity and the combining statement of a reduction."""
-    ctype = C_TYPES[dtype]
-    kind_of = np.dtype(dtype).kind
-    if kind == "sum":
-        return f"({ctype})0", "{acc} += {value}"
-    if kind == "prod":
-        return f"({ctype})1", "{acc} *= {value}"
-    if kind == "all":
-        return "1", "{acc} = {acc} && {value}"
-    if kind == "any":
-        return "0", "{acc} = {acc} || {value}"
-    if kind_of == "f":
-        identity = f"(-({ctype})INFINITY)" if kind == "max" else f"(({ctype})INFINITY)"
-    elif kind_of == "b":
-        identity = "0" if kind == "max" else "1"
-    elif kind_of == "u":
-        identity = "0" if kind == "max" else f"({ctype})-1"
-    else:
-        bits = np.dtype(dtype).itemsize * 8
-        identity = f"INT{bits}_MIN" if kind == "max" else f"INT{bits}_MAX"
-    helper = "tj_maximum" if kind == "max" else "tj_minimum"
-    return identity, "{acc} = " + helper + "({acc}, {value})"
+    """The identity and the combining statement of a reduction (the CUDA renderer's too)."""
+    from tracejit.codegen.c_reduce import reduction_parts
+    return reduction_parts(kind, dtype)
 
 
 def _comment(step) -> str:

@@ -29,7 +29,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from tracejit.ops.scalar import ScalarOp
+from tracejit.ops.scalar import SCALAR_OPS, ScalarOp, cast_op
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,40 @@ class ReduceLoop:
     @property
     def raises(self) -> bool:
         return any(_may_raise(step) for step in self.steps)
+
+
+def reduction_as_elementwise(loop: ReduceLoop, row_operands: tuple[bool, ...] = ()
+                              ) -> ElementwiseLoop:
+    """The elementwise loop equal to ``loop`` where every reduced axis has length 1.
+
+    Such a reduction (an unbroadcast gradient ``sum(g, axis=2)`` over a
+    broadcast axis, ``axis=()``) combines each element once with the
+    identity, so it is a conversion of its value: the steps below compute
+    exactly what the reduction loop would, ``0 + v`` included for float
+    sums (a -0.0 sums to +0.0, as in NumPy). The loop runs over the
+    reduction's input axes, so it computes ``loop.output`` only where the
+    reduced axes have length 1 (the C backend's run-time check) or there
+    are none left (the lowering squeezes axes of static length 1 first).
+    """
+    steps = list(loop.steps)
+
+    def append(op: ScalarOp, args: tuple[ValueRef, ...], arg_dtypes: tuple[str, ...],
+               dtype: str) -> ValueRef:
+        steps.append(ScalarStep(op, args, arg_dtypes, dtype, loop.site))
+        return ("step", len(steps) - 1)
+
+    value, dtype = loop.value, loop.value_dtype
+    combined = "bool" if loop.kind in ("all", "any") else loop.accumulator_dtype
+    if dtype != combined:
+        value, dtype = append(cast_op(combined), (value,), (dtype,), combined), combined
+    if loop.kind == "sum" and np.dtype(dtype).kind == "f":
+        value = append(SCALAR_OPS["add"], (value, literal(0, dtype)), (dtype, dtype), dtype)
+    # Always one final step, so the loop writes a computed value, never a bare operand.
+    out_dtype = loop.output.dtype
+    value = append(cast_op(out_dtype), (value,), (dtype,), out_dtype)
+    return ElementwiseLoop((loop.output,), (value,), loop.operands, tuple(steps),
+                           loop.input_ndim, loop.scalar_operands, loop.site,
+                           row_operands)
 
 
 @dataclass(frozen=True)

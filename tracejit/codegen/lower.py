@@ -28,7 +28,7 @@ import numpy as np
 from tracejit.codegen.c_prelude import C_TYPES
 from tracejit.codegen.kernel_ir import (
     Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, OpKernel, PythonCall,
-    ReduceLoop, Release, ScalarStep, ShapeVector, ValueRef, literal)
+    ReduceLoop, Release, ScalarStep, ShapeVector, ValueRef, literal, reduction_as_elementwise)
 from tracejit.codegen.native import native_kernel
 from tracejit.graph.basic import Apply, Constant, Variable
 from tracejit.graph.fgraph import FunctionGraph
@@ -355,10 +355,38 @@ class Lowering:
             accumulator = value_dtype = out_dtype
         if value[1] != value_dtype and value[1] not in C_TYPES:
             raise Unsupported(f"dtype {value[1]}")
-        output = self.new_buffer(out, "loop")
         scalar = tuple(all(v.type.broadcastable) for v in operand_vars)
-        return ReduceLoop(output, op.kind, tuple(op.axis), input_ndim, tuple(operands),
-                          tuple(body.steps), value[0], value[1], accumulator, scalar, site)
+        patterns = [_aligned_pattern(v, input_ndim) for v in operand_vars]
+        # Reduced axes of static length 1 leave the loop: each operand is seen
+        # through a view without them, so the loop has fewer, longer axes.
+        unit_axes = tuple(a for a in op.axis if all(p[a] for p in patterns))
+        operands = [self._without_axes(buffer, var, unit_axes, input_ndim, site)
+                    for buffer, var in zip(operands, operand_vars)]
+        patterns = [tuple(b for a, b in enumerate(p) if a not in unit_axes) for p in patterns]
+        axes = tuple(a - sum(u < a for u in unit_axes) for a in op.axis if a not in unit_axes)
+        ndim = input_ndim - len(unit_axes)
+        output = self.new_buffer(out, "loop")
+        loop = ReduceLoop(output, op.kind, axes, ndim, tuple(operands), tuple(body.steps),
+                          value[0], value[1], accumulator, scalar, site)
+        if axes:
+            return loop
+        # Nothing left to reduce: a conversion of the value, run as an elementwise loop.
+        rows = tuple(ndim >= 1 and p[-1] for p in patterns)
+        return reduction_as_elementwise(loop, rows)
+
+    def _without_axes(self, buffer: Buffer, var: Variable, loop_axes: tuple[int, ...],
+                      loop_ndim: int, site: ErrorSite) -> Buffer:
+        """A view of an operand without the (length-1) loop axes ``loop_axes``."""
+        offset = loop_ndim - var.type.ndim  # operands align with the loop's last axes
+        dropped = tuple(a - offset for a in loop_axes if a >= offset)
+        if not dropped:
+            return buffer
+        view = Buffer(self.next_index, buffer.dtype, buffer.ndim - len(dropped), "view",
+                      buffer.label)
+        self.next_index += 1
+        kept = tuple(d for d in range(buffer.ndim) if d not in dropped)
+        self.program.steps.append(DimShuffleView(view, buffer, kept, dropped, site))
+        return view
 
     # -- memory ----------------------------------------------------------------------------
     def _insert_releases(self) -> None:
@@ -390,6 +418,11 @@ def _reads(step) -> tuple[Buffer, ...]:
     if isinstance(step, PythonCall):
         return step.inputs
     return ()
+
+
+def _aligned_pattern(var: Variable, ndim: int) -> tuple[bool, ...]:
+    """``var``'s broadcastable pattern as seen by a loop of rank ``ndim``."""
+    return (True,) * (ndim - var.type.ndim) + tuple(var.type.broadcastable)
 
 
 def _label(var: Variable) -> str:
