@@ -142,15 +142,21 @@ def test_a_forked_child_builds_again_instead_of_waiting_forever(empty_cache):
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: the parent's build thread does not exist here
-        code = 1
+        report = "child failed before reporting"
         try:
             f._runner.wait(timeout=120)
-            ok = np.allclose(f(x), np.tanh(x * 3.0) + 1.0) and type(f._runner) is CRunner
-            code = 0 if ok else 2
+            result = f(x)
+            report = "ok" if (np.allclose(result, np.tanh(x * 3.0) + 1.0)
+                              and type(f._runner) is CRunner) else f"wrong: {f._runner!r}"
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            import traceback
+            report = "".join(traceback.format_exception(exc))
         finally:
-            os.write(write, bytes([code]))
-            os._exit(code)
+            os.write(write, report.encode()[:60000])
+            os._exit(0)
     os.close(write)
-    status = os.read(read, 1)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
     os.waitpid(pid, 0)
-    assert status == bytes([0])
+    assert b"".join(chunks).decode() == "ok"

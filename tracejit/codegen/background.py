@@ -53,14 +53,36 @@ def is_orphaned(future: Any) -> bool:
     return getattr(future, "tracejit_process", _process) != _process
 
 
+def run_command(command: list[str]) -> Any:
+    """``subprocess.run(command, capture_output=True, text=True)``, safe against a fork meanwhile.
+
+    While Popen starts the compiler, a pipe's write end exists that only
+    the compiler's exec closes. A thread that forks then gives the child a
+    copy that is never closed, so Popen in this process waits for the
+    child to exit, and a child waiting for this build never does. A fork
+    therefore waits (``_spawning``) until the compiler has started.
+    """
+    import subprocess
+    with _spawning:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+    stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+_spawning = threading.Lock()
+
+
 def _forget_parent_builds() -> None:
     global _executor, _lock, _process
     _executor, _lock, _process = None, threading.Lock(), os.getpid()
     _pending.clear()
+    _spawning.release()  # taken by this thread before the fork
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_builds)
+    os.register_at_fork(before=_spawning.acquire, after_in_parent=_spawning.release,
+                        after_in_child=_forget_parent_builds)
 
 
 def wait(timeout: float | None = None) -> bool:

@@ -218,7 +218,8 @@ def _system_include_flags() -> list[str]:
 def _compile(cache: DiskCache, key: str, source: str, staging: str, toolchain: Toolchain,
              before_source: list[str], after_source: list[str]) -> None:
     import shlex
-    import subprocess
+
+    from tracejit.codegen.background import run_command
 
     source_path = os.path.join(staging, SOURCE_FILE)
     with open(source_path, "w") as source_file:
@@ -228,7 +229,7 @@ def _compile(cache: DiskCache, key: str, source: str, staging: str, toolchain: T
     with open(os.path.join(staging, COMMAND_FILE), "w") as command_file:
         # As it will read once the staging directory is renamed into place.
         command_file.write(shlex.join(command).replace(staging, cache.entry_dir(key)) + "\n")
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = run_command(command)
     if result.returncode != 0:
         kept_path = _keep_failed_source(cache, key, source)
         raise CompileError(result.stderr.replace(source_path, kept_path), kept_path, command)

@@ -200,10 +200,12 @@ class DiskCache:
         # Lock files are never deleted while in use: deleting one would let a
         # second process lock a fresh file and build alongside the first.
         descriptor = os.open(os.path.join(shard, f"{key}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        _open_lock_descriptors.add(descriptor)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             yield
         finally:
+            _open_lock_descriptors.discard(descriptor)
             os.close(descriptor)
 
     @staticmethod
@@ -218,6 +220,26 @@ class DiskCache:
         except FileNotFoundError:
             pass
         shutil.rmtree(trash, ignore_errors=True)
+
+
+# Lock files this process has open. A flock belongs to the open file, which
+# fork shares with the child: a child holding its copy after the parent's
+# build thread closes its own would keep the key locked for ever (the
+# child's copy is never closed: the thread that would close it is not there).
+_open_lock_descriptors: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for descriptor in list(_open_lock_descriptors):
+        try:
+            os.close(descriptor)
+        except OSError:
+            pass
+    _open_lock_descriptors.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def _entry_problem(entry: str) -> str | None:

@@ -163,8 +163,10 @@ def _probe(command: tuple[str, ...]) -> dict:
     import subprocess
     import tempfile
 
+    from tracejit.codegen.background import run_command
+
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*command, *args], capture_output=True, text=True)
+        return run_command([*command, *args])
 
     version = run("--version")
     if version.returncode != 0:
