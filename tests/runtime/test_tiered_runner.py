@@ -160,3 +160,14 @@ def test_a_forked_child_builds_again_instead_of_waiting_forever(empty_cache):
         chunks.append(chunk)
     os.waitpid(pid, 0)
     assert b"".join(chunks).decode() == "ok"
+
+
+def test_modules_built_alongside_the_pool_get_it_once_it_lands(empty_cache, monkeypatch):
+    from tracejit.codegen import buffer_pool
+    get_handler_name = pytest.importorskip("numpy._core.multiarray").get_handler_name
+    monkeypatch.setattr(buffer_pool, "_support_module", None)  # the pool builds anew, too
+    f = _tanh_affine()
+    assert background.wait(timeout=120)
+    x = np.zeros(buffer_pool.POOL_MIN_ELEMENTS * 2)
+    f(x)  # the switch
+    assert get_handler_name(f(x)) == "tracejit_buffer_pool"

@@ -77,6 +77,9 @@ class SupportModule:
                 if module is None and self._build is None:
                     self._build = background.submit(build_extension, self.source,
                                                     self.module_name)
+                    # Load it as soon as it is built (on the build thread), so
+                    # on_load callbacks do not wait for a later get().
+                    self._build.add_done_callback(lambda _: self.get(wait=False))
         except (CompileError, CompilerNotFoundError, OSError):
             self._failed_compilers.add(compiler)
             return None

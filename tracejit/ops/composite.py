@@ -75,6 +75,18 @@ class Composite(ScalarOp):
                              for op, args, dtype in steps),
                        _ref_key(output))
         set_field(self, "_program_key", program_key)
+        # evaluate() drops each intermediate after its last reader, so a
+        # long program over big arrays holds a few temporaries, not all.
+        last_reader = {}
+        for index, (_, args, _) in enumerate(steps):
+            for arg in args:
+                if arg[0] == "step":
+                    last_reader[arg[1]] = index
+        if output[0] == "step":
+            last_reader[output[1]] = len(steps)
+        dead_after = tuple(tuple(step for step, reader in last_reader.items() if reader == index)
+                           for index in range(len(steps)))
+        set_field(self, "_dead_after", dead_after)
         # The ScalarOp fields.
         set_field(self, "name", "composite")
         set_field(self, "nin", len(input_dtypes))
@@ -122,11 +134,15 @@ class Composite(ScalarOp):
             return np.asarray(value, dtype=ref[2]), False
 
         with np.errstate(all="ignore"):
-            for op, args, dtype in self.steps:
+            for (op, args, dtype), dead in zip(self.steps, self._dead_after):
                 pairs = [operand(a) for a in args]
+                all_weak = all(w for _, w in pairs)
                 result = op.reference(*[value for value, _ in pairs])
+                del pairs
                 values.append(np.asarray(result, dtype=dtype))
-                weak.append(op.name != "cast" and all(w for _, w in pairs))
+                weak.append(op.name != "cast" and all_weak)
+                for step in dead:
+                    values[step] = None
         kind, index = self.output[0], self.output[1]
         result = np.asarray(inputs[index] if kind == "in" else values[index], dtype=self.output_dtype)
         # A program that ignores some input still broadcasts against it.
