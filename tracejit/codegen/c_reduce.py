@@ -12,6 +12,10 @@ Then the first path that applies runs:
 - a full reduction of contiguous operands: one flat vectorized loop;
 - the last axis is kept and has unit stride (``x.sum(axis=0)``, bias
   gradients): the column path, blocks of the last axis accumulated at once;
+- the reduced axes are the innermost ones and every operand is contiguous
+  over them or constant along them (``x.sum(axis=-1)``, ``exp(x - m).sum(1)``
+  with ``m`` a broadcast row maximum): the row path, one unit-stride
+  vectorized loop per row;
 - the general path: kept axes outside, reduced axes inside, the innermost
   one vectorized.
 """
@@ -100,6 +104,8 @@ def reduce_kernel(number: int, loop: ReduceLoop) -> str:
     if kept and kept[-1] == nd - 1 and reduced and not raises:
         lines += _column_reduce_path(loop, kept, reduced, body, statements, value,
                                           identity, combine)
+    if kept and reduced == list(range(len(kept), nd)) and not raises:
+        lines += _row_reduce_path(loop, kept, reduced, statements, value, identity, combine)
     indices = {d: f"i{d}" for d in range(nd)}
 
     def offset(strides: str) -> str:
@@ -273,6 +279,109 @@ def _column_reduce_path(loop: ReduceLoop, kept: list[int], reduced: list[int], b
              f"        const npy_intp units = {outer_count} * blocks;"]
     lines += _threaded(unit, "        ", "omp parallel for schedule(static)")
     lines += ["        return tj_bad;", "    }"]
+    return lines
+
+
+# Max, min, all and any keep this many independent accumulators per row (one
+# vector register or two), so their inner loop vectorizes without a reduction
+# clause: OpenMP's max/min reductions do not say what happens with NaN.
+_ROW_LANES = 16
+
+
+def _row_reduce_path(loop: ReduceLoop, kept: list[int], reduced: list[int],
+                     statements: list[str], value: str, identity: str,
+                     combine: str) -> list[str]:
+    """Reductions over the innermost axes (``x.sum(axis=-1)``, softmax and logsumexp rows).
+
+    Taken at run time when every operand is contiguous over the reduced
+    axes or constant along them (stride 0: a broadcast row maximum
+    ``m[:, None]``). Each row is walked in blocks of TJ_BLOCK elements by a
+    unit-stride loop; an operand constant along the row reads a block-long
+    copy of its value, so the loop is the same whichever operands are
+    broadcast. Sums and products use a SIMD reduction clause (the general
+    path does too); max, min, all and any combine ``_ROW_LANES`` running
+    results with the same helpers as the general path, so a NaN propagates
+    exactly as there.
+    """
+    nd = loop.input_ndim
+    first = reduced[0]
+    count = len(reduced)
+    acc_type = C_TYPES[loop.accumulator_dtype]
+    out_type = C_TYPES[loop.output.dtype]
+    walked = [(k, C_TYPES[buffer.dtype])
+              for k, (buffer, scalar) in enumerate(zip(loop.operands, loop.scalar_operands))
+              if not scalar]
+    lines = ["    {", "        /* reduce: row path */"]
+    checks = []
+    for k, ctype in walked:
+        constant = " && ".join(f"(shape[{d}] == 1 || in{k}_st[{d}] == 0)" for d in reduced)
+        lines.append(f"        const int unit{k} = tj_contiguous({count}, shape + {first}, "
+                     f"in{k}_st + {first}, sizeof({ctype}));")
+        lines.append(f"        const int constant{k} = !unit{k} && {constant};")
+        checks.append(f"(unit{k} || constant{k})")
+    rows = " * ".join(f"shape[{d}]" for d in kept)
+    row = ["        for (npy_intp r = 0; r < rows; r++) {",
+           "            npy_intp rest = r;"]
+    for d in reversed(kept):
+        row.append(f"            const npy_intp i{d} = rest % shape[{d}];")
+        row.append(f"            rest /= shape[{d}];")
+    row.append("            (void)rest;")
+    for k, ctype in walked:
+        base = " + ".join(f"i{d} * in{k}_st[{d}]" for d in kept)
+        row += [f"            const {ctype} *q{k} = (const {ctype} *)(in{k} + {base});",
+                f"            {ctype} fill{k}[TJ_BLOCK];",
+                f"            if (constant{k}) {{",
+                f"                const {ctype} c = *q{k};",
+                "                for (npy_intp j = 0; j < TJ_BLOCK && j < m; j++) "
+                f"fill{k}[j] = c;",
+                f"                q{k} = fill{k};",
+                "            }",
+                f"            const npy_intp advance{k} = constant{k} ? 0 : TJ_BLOCK;"]
+
+    def body(indent: str, index: str, target: str) -> list[str]:
+        out = []
+        for k, (buffer, scalar) in enumerate(zip(loop.operands, loop.scalar_operands)):
+            ctype = C_TYPES[buffer.dtype]
+            out.append(f"{indent}const {ctype} v{k} = {f's{k}' if scalar else f'q{k}[{index}]'};")
+            out.append(f"{indent}(void)v{k};")
+        out += [indent + s for s in statements]
+        out.append(f"{indent}{combine.format(acc=target, value=value)};")
+        return out
+
+    simd_kind = {"sum": "+", "prod": "*"}.get(loop.kind)
+    row.append(f"            {acc_type} acc = {identity};")
+    if not simd_kind:
+        row += [f"            {acc_type} lane[{_ROW_LANES}];",
+                f"            for (int l = 0; l < {_ROW_LANES}; l++) lane[l] = {identity};"]
+    row += ["            for (npy_intp jb = 0; jb < m; jb += TJ_BLOCK) {",
+            "                const npy_intp len = m - jb < TJ_BLOCK ? m - jb : TJ_BLOCK;"]
+    if simd_kind:
+        row += [f'                TJ_OMP("omp simd reduction({simd_kind}:acc)")',
+                "                for (npy_intp j = 0; j < len; j++) {"]
+        row += body("                    ", "j", "acc")
+        row.append("                }")
+    else:
+        row += ["                npy_intp j = 0;",
+                f"                for (; j + {_ROW_LANES} <= len; j += {_ROW_LANES}) {{",
+                '                    TJ_OMP("omp simd")',
+                f"                    for (int l = 0; l < {_ROW_LANES}; l++) {{"]
+        row += body("                        ", "j + l", "lane[l]")
+        row += ["                    }", "                }",
+                "                for (; j < len; j++) {"]
+        row += body("                    ", "j", "acc")
+        row.append("                }")
+    row += [f"                q{k} += advance{k};" for k, _ in walked]
+    row.append("            }")
+    if not simd_kind:
+        row.append(f"            for (int l = 0; l < {_ROW_LANES}; l++) "
+                   f"{combine.format(acc='acc', value='lane[l]')};")
+    out_offset = " + ".join(f"i{d} * out_st[{j}]" for j, d in enumerate(kept))
+    row += [f"            *({out_type} *)(out + {out_offset}) = ({out_type})acc;", "        }"]
+    lines.append(f"        if ({' && '.join(checks) or '1'}) {{")
+    lines.append(f"            const npy_intp m = {' * '.join(f'shape[{d}]' for d in reduced)};")
+    lines.append(f"            const npy_intp rows = {rows};")
+    lines += ["    " + line for line in _threaded(row, "        ", "omp parallel for schedule(static)")]
+    lines += ["            return tj_bad;", "        }", "    }"]
     return lines
 
 
