@@ -4,8 +4,10 @@
   maximum (NaN anywhere makes the row NaN, an infinite maximum counts as 0,
   as the reference does), then exp and its sum (accumulated in double),
   then the division (or, for log_softmax, the subtraction of the log-sum).
-  float32 is computed in float32 with a double sum. Rows run on OpenMP
-  threads when the array is large.
+  float32 is computed in float32 with a double sum, divided by multiplying
+  with the sum's double reciprocal. Unit-stride rows run every pass as a SIMD
+  loop (exp from libmvec); other rows keep the strided loop. Rows run on
+  OpenMP threads when the array is large.
 - Argmax/argmin: NumPy's rules: the first extreme wins, the first NaN wins
   over everything; ``axis=None`` indexes the flattened (C-order) array; an
   empty reduction raises ValueError naming the op and the user's line.
@@ -67,9 +69,59 @@ TJ_SUPPORT void tj_row_offsets(npy_intp r, int nd, int axis, const npy_intp *sha
 # -- softmax --------------------------------------------------------------------------------
 
 _SOFTMAX = Template(r"""
-/* One row of softmax ($IN -> $OUT); `log` selects log_softmax. */
+/* An exponential divided by its row's sum: `scale` is the sum, or for float32 its reciprocal. */
+static inline $OT tj_softmax_scale_${IN}_${OUT}($OT e, double scale) { return $SCALE_APPLY; }
+
+/* One unit-stride row of softmax ($IN -> $OUT); `log` selects log_softmax.
+   Every pass is a SIMD loop (exp from libmvec): the maximum and whether a
+   NaN occurs are both reductions, so the answers match the strided loop. */
+TJ_SUPPORT void tj_softmax_unit_row_${IN}_${OUT}(const $IT *restrict xp, $OT *restrict op,
+                                                 npy_intp n, int take_log) {
+    $OT m = -($OT)INFINITY;
+    int nan = 0;
+    TJ_OMP("omp simd reduction(max:m) reduction(|:nan)")
+    for (npy_intp i = 0; i < n; i++) {
+        const $OT v = ($OT)xp[i];
+        nan |= v != v;
+        m = v > m ? v : m;
+    }
+    if (nan) {
+        TJ_OMP("omp simd")
+        for (npy_intp i = 0; i < n; i++) op[i] = ($OT)NAN;
+        return;
+    }
+    if (m == ($OT)INFINITY || m == -($OT)INFINITY) m = 0;
+    double sum = 0;
+    if (take_log) {
+        TJ_OMP("omp simd reduction(+:sum)")
+        for (npy_intp i = 0; i < n; i++) {
+            const $OT shifted = ($OT)xp[i] - m;
+            op[i] = shifted;
+            sum += (double)exp$F(shifted);
+        }
+        const $OT log_sum = ($OT)log(sum);
+        TJ_OMP("omp simd")
+        for (npy_intp i = 0; i < n; i++) op[i] = op[i] - log_sum;
+    } else {
+        TJ_OMP("omp simd reduction(+:sum)")
+        for (npy_intp i = 0; i < n; i++) {
+            const $OT e = exp$F(($OT)xp[i] - m);
+            op[i] = e;
+            sum += (double)e;
+        }
+        const double scale = $SCALE_INIT;
+        TJ_OMP("omp simd")
+        for (npy_intp i = 0; i < n; i++) op[i] = tj_softmax_scale_${IN}_${OUT}(op[i], scale);
+    }
+}
+
+/* One row of softmax ($IN -> $OUT) at any strides; `log` selects log_softmax. */
 TJ_SUPPORT void tj_softmax_row_${IN}_${OUT}(const char *x, npy_intp sx, char *o, npy_intp so,
                                             npy_intp n, int take_log) {
+    if (sx == (npy_intp)sizeof($IT) && so == (npy_intp)sizeof($OT)) {
+        tj_softmax_unit_row_${IN}_${OUT}((const $IT *)x, ($OT *)o, n, take_log);
+        return;
+    }
     $OT m = -($OT)INFINITY;
     int nan = 0;
     for (npy_intp i = 0; i < n; i++) {
@@ -83,32 +135,6 @@ TJ_SUPPORT void tj_softmax_row_${IN}_${OUT}(const char *x, npy_intp sx, char *o,
     }
     if (m == ($OT)INFINITY || m == -($OT)INFINITY) m = 0;
     double sum = 0;
-    if (sx == (npy_intp)sizeof($IT) && so == (npy_intp)sizeof($OT)) {
-        const $IT *restrict xp = (const $IT *)x;
-        $OT *restrict op = ($OT *)o;
-        if (take_log) {
-            TJ_OMP("omp simd reduction(+:sum)")
-            for (npy_intp i = 0; i < n; i++) {
-                const $OT shifted = ($OT)xp[i] - m;
-                op[i] = shifted;
-                sum += (double)exp$F(shifted);
-            }
-            const $OT log_sum = ($OT)log(sum);
-            TJ_OMP("omp simd")
-            for (npy_intp i = 0; i < n; i++) op[i] = op[i] - log_sum;
-        } else {
-            TJ_OMP("omp simd reduction(+:sum)")
-            for (npy_intp i = 0; i < n; i++) {
-                const $OT e = exp$F(($OT)xp[i] - m);
-                op[i] = e;
-                sum += (double)e;
-            }
-            const $OT total = ($OT)sum;
-            TJ_OMP("omp simd")
-            for (npy_intp i = 0; i < n; i++) op[i] = op[i] / total;
-        }
-        return;
-    }
     for (npy_intp i = 0; i < n; i++) {
         const $OT shifted = ($OT)*(const $IT *)(x + i * sx) - m;
         const $OT e = exp$F(shifted);
@@ -119,8 +145,9 @@ TJ_SUPPORT void tj_softmax_row_${IN}_${OUT}(const char *x, npy_intp sx, char *o,
         const $OT log_sum = ($OT)log(sum);
         for (npy_intp i = 0; i < n; i++) *($OT *)(o + i * so) -= log_sum;
     } else {
-        const $OT total = ($OT)sum;
-        for (npy_intp i = 0; i < n; i++) *($OT *)(o + i * so) /= total;
+        const double scale = $SCALE_INIT;
+        for (npy_intp i = 0; i < n; i++) *($OT *)(o + i * so) =
+            tj_softmax_scale_${IN}_${OUT}(*($OT *)(o + i * so), scale);
     }
 }
 
@@ -154,6 +181,17 @@ TJ_SUPPORT int tj_softmax_${IN}_${OUT}(const tj_arr *X, int nd, int axis, int ta
 """)
 
 
+# How an exponential is divided by its row's (double) sum. float32 multiplies
+# by the double reciprocal: a double product rounded once to float32 is as
+# close as dividing by the sum, and a vector division per element cost a
+# third of the kernel. float64 keeps the division (a reciprocal would add an
+# ulp).
+_SOFTMAX_SCALE = {
+    "float32": {"SCALE_INIT": "1.0 / sum", "SCALE_APPLY": "(float32_t)((double)e * scale)"},
+    "float64": {"SCALE_INIT": "sum", "SCALE_APPLY": "e / scale"},
+}
+
+
 def _lower_softmax(node: Apply):
     in_dtype = node.inputs[0].type.dtype
     out_dtype = node.outputs[0].type.dtype
@@ -168,7 +206,8 @@ def _render_softmax(renderer, step) -> list[str]:
     _support(renderer, "tj:row-offsets", _row_offsets_c())
     _support(renderer, f"tj:softmax:{in_dtype}:{out_dtype}",
              _SOFTMAX.substitute(IN=in_dtype, OUT=out_dtype, IT=C_TYPES[in_dtype],
-                                 OT=C_TYPES[out_dtype], F=_FLOAT_SUFFIX[out_dtype]),
+                                 OT=C_TYPES[out_dtype], F=_FLOAT_SUFFIX[out_dtype],
+                                 **_SOFTMAX_SCALE[out_dtype]),
              ("tj:row-offsets",))
     (x,), (out,) = step.inputs, step.outputs
     return [f"    if (tj_softmax_{in_dtype}_{out_dtype}(&B[{x.index}], {x.ndim}, {axis}, "
