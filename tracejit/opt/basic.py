@@ -16,7 +16,7 @@ from tracejit.ops.elemwise import Elemwise
 from tracejit.ops.indexing import Subtensor
 from tracejit.ops.shape import Alloc, DimShuffle, Reshape, Shape, dimshuffle
 from tracejit.opt.registry import local_rewrite
-from tracejit.opt.utils import scalar_name
+from tracejit.opt.utils import scalar_name, shape_entry_of
 
 # Folding never materializes a constant larger than this many elements, nor
 # one that is a mere broadcast of much smaller inputs (x = zeros(10**6)).
@@ -190,17 +190,10 @@ def shape_of_static(fgraph, node):
 @local_rewrite("canonicalize", tracks=(Subtensor,))
 def shape_entry(fgraph, node):
     """x.shape[i] -> its static length, or the length of the input it comes from."""
-    shape_var = node.inputs[0]
-    if shape_var.owner is None or not isinstance(shape_var.owner.op, Shape):
+    entry = shape_entry_of(node)
+    if entry is None:
         return None
-    spec = node.op.spec
-    if len(spec) != 1 or spec[0][0] != "int" or not isinstance(spec[0][1], int):
-        return None
-    source = shape_var.owner.inputs[0]
-    axis = spec[0][1]
-    if not -source.ndim <= axis < source.ndim:
-        return None
-    axis %= source.ndim
+    source, axis = entry
     simpler = _shape_entry(source, axis)
     if simpler is None:
         return None

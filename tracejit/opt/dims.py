@@ -29,11 +29,11 @@ from typing import Hashable
 from tracejit.graph.basic import Constant, Variable
 from tracejit.ops.composite import FusedReduce
 from tracejit.ops.elemwise import Elemwise
-from tracejit.ops.indexing import Subtensor
 from tracejit.ops.linalg import MatMul
 from tracejit.ops.nnet import Softmax
 from tracejit.ops.reduce import Reduce
-from tracejit.ops.shape import Alloc, DimShuffle, MakeVector, Reshape, Shape
+from tracejit.ops.shape import Alloc, DimShuffle, MakeVector, Reshape
+from tracejit.opt.utils import shape_entry_of
 
 DimKey = Hashable
 
@@ -211,19 +211,12 @@ class DimFacts:
                 return ("static", value)
             return None
         node = var.owner
-        if node is None or not isinstance(node.op, Subtensor) or len(node.inputs) != 1:
+        if node is None or len(node.inputs) != 1:
             return None
-        spec = node.op.spec
-        if len(spec) != 1 or spec[0][0] != "int" or not isinstance(spec[0][1], int):
+        entry = shape_entry_of(node)
+        if entry is None:
             return None
-        shape_var = node.inputs[0]
-        if shape_var.owner is None or not isinstance(shape_var.owner.op, Shape):
-            return None
-        source = shape_var.owner.inputs[0]
-        axis = spec[0][1]
-        if not -source.ndim <= axis < source.ndim:
-            return None
-        axis %= source.ndim
+        source, axis = entry
         self._ensure(source)
         return (id(source), axis)
 

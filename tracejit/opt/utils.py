@@ -136,3 +136,22 @@ def same_type_operands(node: Apply) -> bool:
             continue
         return False
     return True
+
+
+def shape_entry_of(node: Apply) -> tuple[Variable, int] | None:
+    """(x, i) when ``node`` computes ``x.shape[i]`` for a constant in-range i (made >= 0); else None."""
+    from tracejit.ops.indexing import Subtensor
+    from tracejit.ops.shape import Shape
+    if not isinstance(node.op, Subtensor):
+        return None
+    shape_var = node.inputs[0]
+    if shape_var.owner is None or not isinstance(shape_var.owner.op, Shape):
+        return None
+    spec = node.op.spec
+    if len(spec) != 1 or spec[0][0] != "int" or not isinstance(spec[0][1], int):
+        return None
+    source = shape_var.owner.inputs[0]
+    axis = spec[0][1]
+    if not -source.ndim <= axis < source.ndim:
+        return None
+    return source, axis % source.ndim
