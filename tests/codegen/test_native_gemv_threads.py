@@ -18,12 +18,12 @@ import pytest
 
 import tracejit as tj
 import tracejit.tensor as T
-from tracejit.codegen.entry import CRunner
 from tracejit.codegen.kernel_ir import OpKernel
 from tracejit.graph.type import TensorType
 from tracejit.ops.conv import Conv2D
 from tracejit.ops.linalg import MatMul, TensorDot
 from tracejit.ops.reduce import Argmax
+from native_build import werror_function
 
 THIS_FILE = os.path.basename(__file__)
 OUR_OPS = (MatMul, TensorDot, Argmax, Conv2D)
@@ -39,20 +39,8 @@ def _var(dtype: str, ndim: int, name: str):
 
 def _compile(inputs, outputs, kind: str):
     """The graph compiled natively with -Wall -Werror; our nodes must be native."""
-    previous = os.environ.get("TRACEJIT_WERROR")
-    os.environ["TRACEJIT_WERROR"] = "1"
-    try:
-        # The C module itself, not the interpreter standing in while it builds.
-        waits = {"background_compile": False} if "background_compile" in tj.config.as_dict() else {}
-        with tj.config.change(**waits):
-            fast = tj.function(inputs, outputs, mode="FAST_RUN")
-    finally:
-        if previous is None:
-            del os.environ["TRACEJIT_WERROR"]
-        else:
-            os.environ["TRACEJIT_WERROR"] = previous
+    fast = werror_function(inputs, outputs)
     runner = fast._runner
-    assert isinstance(runner, CRunner), runner
     slow = [n for n in runner.reference_nodes if isinstance(n.op, OUR_OPS)]
     assert slow == [], slow
     assert kind in {s.kind for s in runner.program.steps if isinstance(s, OpKernel)}

@@ -21,8 +21,8 @@ import pytest
 
 import tracejit as tj
 import tracejit.tensor as T
-from tracejit.codegen.entry import CRunner
 from tracejit.graph.type import TensorType
+from native_build import werror_function
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 THIS_FILE = os.path.basename(__file__)
@@ -33,18 +33,9 @@ pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 def _compile_pair(inputs, outputs):
     """The graph compiled natively (-Wall -Werror) and run by the reference interpreter."""
-    previous = os.environ.get("TRACEJIT_WERROR")
-    os.environ["TRACEJIT_WERROR"] = "1"
-    try:
-        fast = tj.function(inputs, outputs, mode="FAST_RUN")
-    finally:
-        if previous is None:
-            del os.environ["TRACEJIT_WERROR"]
-        else:
-            os.environ["TRACEJIT_WERROR"] = previous
+    fast = werror_function(inputs, outputs)
     reference = tj.function(inputs, outputs, mode="FAST_COMPILE")
     runner = fast._runner
-    assert isinstance(runner, CRunner), runner
     assert runner.reference_nodes == [], runner.reference_nodes  # every node is native
     return fast, reference
 

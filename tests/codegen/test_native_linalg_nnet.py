@@ -16,13 +16,13 @@ import pytest
 
 import tracejit as tj
 import tracejit.tensor as T
-from tracejit.codegen.entry import CRunner
 from tracejit.codegen.kernel_ir import OpKernel
 from tracejit.graph.type import TensorType
 from tracejit.ops.conv import Conv2D
 from tracejit.ops.linalg import MatMul, TensorDot
 from tracejit.ops.nnet import Softmax
 from tracejit.ops.reduce import Argmax
+from native_build import werror_function
 
 THIS_FILE = os.path.basename(__file__)
 OUR_OPS = (MatMul, TensorDot, Softmax, Argmax, Conv2D)
@@ -37,18 +37,9 @@ def _var(dtype: str, ndim: int, name: str):
 
 def _compile_pair(inputs, outputs, kinds: set[str]):
     """The graph compiled natively (-Wall -Werror) and run by the reference interpreter."""
-    previous = os.environ.get("TRACEJIT_WERROR")
-    os.environ["TRACEJIT_WERROR"] = "1"
-    try:
-        fast = tj.function(inputs, outputs, mode="FAST_RUN")
-    finally:
-        if previous is None:
-            del os.environ["TRACEJIT_WERROR"]
-        else:
-            os.environ["TRACEJIT_WERROR"] = previous
+    fast = werror_function(inputs, outputs)
     reference = tj.function(inputs, outputs, mode="FAST_COMPILE")
     runner = fast._runner
-    assert isinstance(runner, CRunner), runner
     slow = [n for n in runner.reference_nodes if isinstance(n.op, OUR_OPS)]
     assert slow == [], slow  # our nodes are native
     used = {s.kind for s in runner.program.steps if isinstance(s, OpKernel)}
