@@ -43,6 +43,7 @@ from tracejit.codegen.kernel_ir import (
     Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, PythonCall, ReduceLoop,
     Release, ShapeVector)
 from tracejit.cuda.gemm import DeviceProducts, GemmCall, gemm_steps
+from tracejit.cuda.interface import is_device_array, read_layout
 from tracejit.cuda.render import CudaModule, ElementwiseLaunch, KernelSpec, ReduceLaunch
 
 
@@ -176,12 +177,22 @@ class CudaRunner:
         """A fresh C-contiguous ndarray with the values of ``array`` (any strides)."""
         return array_to_host(self.device, array)
 
+    # DEBUG_MODE and profiling check and time host values; tj.function stages a
+    # call with device-array arguments through these (tracejit/runtime/function.py).
+    def copy_to_host(self, value: Any) -> np.ndarray:
+        """A host copy of an object with ``__cuda_array_interface__``."""
+        return self.to_host(from_cuda_array_interface(value))
+
+    def copy_to_device(self, host: np.ndarray) -> Any:
+        """``host`` in fresh device memory, as the device's array object."""
+        return self.device.export(self._upload(host))
+
     # -- a call --------------------------------------------------------------------------------
     def __call__(self, input_values: Sequence[Any]) -> list:
         program = self.program
         if len(input_values) != len(program.inputs):
             raise TypeError(f"expected {len(program.inputs)} inputs, got {len(input_values)}")
-        on_device = any(_is_device_object(v) for v in input_values)
+        on_device = any(is_device_array(v) for v in input_values)
         inputs = [self._input(buffer, value, position) for position, (buffer, value)
                   in enumerate(zip(program.inputs, input_values))]
         return self._results(self._execute(inputs), program.outputs, on_device)
@@ -205,7 +216,7 @@ class CudaRunner:
         if explicit + len(shared) != len(program.inputs):
             raise TypeError(f"expected {len(program.inputs)} inputs, got "
                             f"{explicit} and {len(shared)} shared variables")
-        on_device = any(_is_device_object(v) for v in arrays)
+        on_device = any(is_device_array(v) for v in arrays)
         inputs = [self._input(buffer, value, position) for position, (buffer, value)
                   in enumerate(zip(program.inputs, arrays))]
         for position, (variable, buffer) in enumerate(zip(shared, program.inputs[explicit:])):
@@ -217,7 +228,7 @@ class CudaRunner:
         results = self._execute(inputs)
         n_outputs = len(results) - len(update_targets)
         new_values = results[n_outputs:]
-        user_owners = {id(value) for value in arrays if _is_device_object(value)}
+        user_owners = {id(value) for value in arrays if is_device_array(value)}
         for number, array in enumerate(new_values):
             if id(array.owner) in user_owners:
                 new_values[number] = self._copy(array)  # never keep the caller's memory
@@ -288,7 +299,7 @@ class CudaRunner:
         launched.clear()
 
     def _input(self, buffer: Buffer, value: Any, position: int) -> DeviceArray:
-        if _is_device_object(value):
+        if is_device_array(value):
             array = from_cuda_array_interface(value)
             if array.dtype != np.dtype(buffer.dtype) or len(array.shape) != buffer.ndim:
                 raise TypeError(f"input {position}: expected a {buffer.ndim}-d {buffer.dtype} "
@@ -447,18 +458,9 @@ def _view(step: DimShuffleView, source: DeviceArray) -> DeviceArray:
     return DeviceArray(source.ptr, tuple(shape), tuple(strides), source.dtype, source.owner)
 
 
-def _is_device_object(value: Any) -> bool:
-    return not isinstance(value, np.ndarray) and hasattr(value, "__cuda_array_interface__")
-
-
 def from_cuda_array_interface(value: Any) -> DeviceArray:
     """The DeviceArray describing an object with ``__cuda_array_interface__`` (kept alive)."""
-    interface = value.__cuda_array_interface__
-    dtype = np.dtype(interface["typestr"])
-    shape = tuple(int(n) for n in interface["shape"])
-    strides = interface.get("strides")
-    strides = contiguous_strides(shape, dtype.itemsize) if strides is None else \
-        tuple(int(s) for s in strides)
-    if interface.get("mask") is not None:
-        raise TypeError("device arrays with a mask are not supported")
-    return DeviceArray(int(interface["data"][0] or 0), shape, strides, dtype, value)
+    layout = read_layout(value)
+    strides = contiguous_strides(layout.shape, layout.dtype.itemsize) if layout.strides is None \
+        else layout.strides
+    return DeviceArray(layout.ptr, layout.shape, strides, layout.dtype, value)

@@ -349,6 +349,15 @@ class EmulatedDevice:
     def synchronize(self) -> None:
         pass
 
+    def to_device(self, host) -> EmulatedDeviceArray:
+        """``host`` copied into emulated device memory (numba's ``cuda.to_device``)."""
+        import numpy as np
+        from tracejit.cuda.executor import DeviceArray, contiguous_strides
+        host = np.array(host, order="C", copy=True)
+        ptr, memory = self.upload(host)
+        return self.export(DeviceArray(ptr, host.shape, contiguous_strides(
+            host.shape, host.itemsize), host.dtype, memory))
+
     def export(self, array) -> EmulatedDeviceArray:
         from tracejit.cuda.executor import array_to_host
         return EmulatedDeviceArray(array, lambda a: array_to_host(self, a))

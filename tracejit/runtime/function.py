@@ -25,6 +25,7 @@ from tracejit.runtime.pipeline import compile_graph, resolve_mode
 from tracejit.runtime.profile import find_profile
 from tracejit.runtime.tiered import switch_when_compiled
 from tracejit.config import config
+from tracejit.cuda.interface import host_only_message, is_device_array, read_layout
 from tracejit.graph.basic import Constant, SharedVariable, Variable
 from tracejit.graph.fgraph import FunctionGraph, MissingInputError
 from tracejit.graph.traversal import clone_replace, graph_inputs
@@ -59,15 +60,20 @@ def _is_python_data(value: Any) -> bool:
     return isinstance(value, (bool, int, float, complex, list, tuple))
 
 
-def filter_input(value: Any, type_: TensorType, label: str, allow_downcast: bool) -> np.ndarray:
+def filter_input(value: Any, type_: TensorType, label: str, allow_downcast: bool,
+                 device_arrays: bool = False) -> Any:
     """``value`` as an array of ``type_``, or TypeError naming the input.
 
     NumPy data converts only where no precision is lost (``safe`` casting)
     unless ``allow_downcast``; Python numbers and lists are weakly typed and
     take the input's dtype when their values survive the conversion, except
-    that floats never silently become integers.
+    that floats never silently become integers. Device arrays (objects with
+    ``__cuda_array_interface__``) are accepted as they are where
+    ``device_arrays`` (a CUDA function), never converted.
     """
     target = type_.dtype
+    if is_device_array(value):
+        return _device_input(value, type_, label, device_arrays)
     if isinstance(value, np.ndarray):
         array = value
     elif isinstance(value, np.generic):
@@ -103,6 +109,23 @@ def filter_input(value: Any, type_: TensorType, label: str, allow_downcast: bool
     if problem:
         raise TypeError(f"{label}: {problem}")
     return array
+
+
+def _device_input(value: Any, type_: TensorType, label: str, allowed: bool) -> Any:
+    if not allowed:
+        raise TypeError(host_only_message(label))
+    try:
+        layout = read_layout(value)
+    except TypeError as exc:
+        raise TypeError(f"{label}: {exc}") from None
+    if layout.dtype.name != type_.dtype:
+        raise TypeError(f"{label}: got a {layout.dtype} device array but the input is "
+                        f"{type_.dtype}; device arrays are not converted, so cast it on the "
+                        f"device first")
+    problem = type_.value_fits(layout)
+    if problem:
+        raise TypeError(f"{label}: {problem}")
+    return value
 
 
 def _describe_input(position: int, variable: Variable, name: str | None) -> str:
@@ -214,17 +237,17 @@ class Function:
         self.n_outputs = len(output_list)
         fgraph = FunctionGraph(input_vars + self.shared, exprs, clone=True)
         profile = config.profile if profile is None else bool(profile)
-        self.fgraph, self._runner = compile_graph(fgraph, self.mode, device, profile=profile,
-                                                  name=name)
+        self.device = config.device if device is None else device
+        self.fgraph, self._runner = compile_graph(fgraph, self.mode, self.device,
+                                                  profile=profile, name=name)
         # Theano's ``f.profile``: the ProfileStats when profiling, else None.
         self.profile = find_profile(self._runner)
         self._labels = [_describe_input(p, i.variable, i.name) for p, i in enumerate(self.inputs)]
         self._by_name = {i.name: p for p, i in enumerate(self.inputs) if i.name}
-        if (self.shared or self.updates) and getattr(self._runner, "keeps_shared_on_device", False):
-            # device="cuda": shared values stay in device memory between calls. Chosen
-            # once here, so the CPU path's calls do no extra work.
+        if self.device == "cuda":
+            # Chosen once here, so the CPU path's calls do no extra work.
             self._update_targets = [target for target, _ in self.updates]
-            self.run = self._run_keeping_shared_on_device
+            self.run = self._run_on_cuda
         self._install_fast_path()
         # Started on the interpreter while the module builds: take the
         # compiled runner (and the fast path) at the switch.
@@ -269,7 +292,7 @@ class Function:
                     raise TypeError(f"{self._title()}: missing {self._labels[position]}")
                 value = spec.value
             arrays.append(filter_input(value, spec.variable.type, self._labels[position],
-                                       self.allow_input_downcast))
+                                       self.allow_input_downcast, self.device == "cuda"))
         return arrays
 
     def __call__(self, *args: Any, **kwargs: Any):
@@ -303,10 +326,25 @@ class Function:
             target.container[0] = value
         return outputs
 
-    def _run_keeping_shared_on_device(self, arrays: list[np.ndarray]) -> list:
-        """``run`` for a runner keeping shared values on its device (tracejit/cuda/executor.py):
-        it reads them there and applies the updates there, after computing every output."""
-        return self._runner.run_with_shared(arrays, self.shared, self._update_targets)
+    def _run_on_cuda(self, arrays: list) -> list:
+        """``run`` for device="cuda"; ``arrays`` may hold device arrays.
+
+        The CUDA runner (tracejit/cuda/executor.py) reads shared values in
+        device memory and applies the updates there, after computing every
+        output. DEBUG_MODE and profiling wrap it to check and time host
+        values: a call with device arrays is staged through the host, and
+        its outputs go back to the device, as FAST_RUN's would.
+        """
+        runner = self._runner
+        if getattr(runner, "keeps_shared_on_device", False):
+            return runner.run_with_shared(arrays, self.shared, self._update_targets)
+        if not any(is_device_array(a) for a in arrays):
+            return Function.run(self, arrays)
+        device_runner = _wrapped_cuda_runner(runner)
+        host_arrays = [device_runner.copy_to_host(a) if is_device_array(a) else a
+                       for a in arrays]
+        return [device_runner.copy_to_device(np.asarray(output))
+                for output in Function.run(self, host_arrays)]
 
     def profile_report(self, file=None) -> None:
         """Print time per node and call counts, the most expensive node first.
@@ -323,6 +361,14 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<tracejit.Function {self.name or ''} inputs={[i.variable for i in self.inputs]}>"
+
+
+def _wrapped_cuda_runner(runner: Any) -> Any:
+    """The CUDA runner inside DEBUG_MODE's and profiling's wrappers (each keeps the
+    runner it wraps as ``runner``)."""
+    while not hasattr(runner, "copy_to_device"):
+        runner = runner.__dict__["runner"]
+    return runner
 
 
 def array_rule(type_: TensorType, lengths: Sequence[int] | None = None) -> tuple:

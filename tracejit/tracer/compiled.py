@@ -34,6 +34,7 @@ from tracejit.runtime.tiered import TieredRunner
 from tracejit.runtime.function import Function, array_rule
 from tracejit.runtime.pipeline import resolve_mode
 from tracejit.config import DEVICES, config
+from tracejit.cuda.interface import host_only_message, is_device_array
 from tracejit.graph.basic import SharedVariable
 from tracejit.graph.fgraph import FunctionGraph
 from tracejit.graph.traversal import graph_inputs
@@ -53,12 +54,19 @@ class CompiledEntry:
     number: int  # 1 for the first trace of this function, 2 for the next...
 
     def run(self, leaves: list) -> Any:
-        arrays = [leaf if type(leaf) is np.ndarray else self._scalar(leaf, i)
+        arrays = [leaf if type(leaf) is np.ndarray else self._other_leaf(leaf, i)
                   for i, leaf in enumerate(leaves)]
         outputs = self.function.run(arrays)
         return trees.unflatten(self.trace.output_structure, iter(outputs))
 
-    def _scalar(self, leaf: Any, position: int) -> np.ndarray:
+    def _other_leaf(self, leaf: Any, position: int) -> Any:
+        """A scalar leaf as a 0-d array; a device array as it is, where the function runs
+        on CUDA (the key has checked its dtype and length-1 dimensions)."""
+        if is_device_array(leaf):
+            if self.function.device != "cuda":
+                raise TypeError(host_only_message(
+                    f"argument '{self.trace.inputs[position].name}'"))
+            return leaf
         array = np.asarray(leaf)
         if array.dtype == object:  # a Python int beyond int64
             raise OverflowError(f"argument '{self.trace.inputs[position].name}': Python int "

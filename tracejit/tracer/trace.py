@@ -102,7 +102,7 @@ def make_proxy(signature: tuple, leaf: Any, path: str) -> TensorVariable:
     if kind == "array":
         _, dtype, pattern = signature
         var = TensorType(dtype, pattern)(path)
-        var.trace_shape = leaf.shape
+        var.trace_shape = trees.leaf_shape(leaf)
     else:
         weak = kind == "weak"
         if weak and signature[1] is int and not -2**63 <= leaf < 2**63:

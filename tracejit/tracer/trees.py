@@ -10,6 +10,9 @@ specialization key needs (SPEC section 1) and nothing more:
 - a Python bool/int/float/complex: ``("weak", type)``; its kind, not its
   value, since Python scalars are weakly typed inputs (NEP 50);
 - a NumPy scalar: keyed as a 0-d array, being strongly typed as in NumPy 2;
+- a device array (``__cuda_array_interface__``: CuPy, PyTorch, numba):
+  keyed as the NumPy array of its dtype and shape would be; the compiled
+  function then takes it where it lies (device="cuda") or refuses it;
 - ``None``: part of the structure, no leaf.
 
 Signatures are built with plain tuples in one pass because they are
@@ -26,6 +29,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from tracejit.cuda.interface import is_device_array, read_layout
 from tracejit.graph.basic import Variable
 
 NONE_SIGNATURE = ("none",)
@@ -101,7 +105,16 @@ def _flatten_other(value: Any, leaves: list) -> tuple:
     if isinstance(value, (tuple, list, dict)):
         base = tuple if isinstance(value, tuple) else list if isinstance(value, list) else dict
         return flatten(base(value), leaves)
+    if is_device_array(value):
+        layout = read_layout(value)
+        leaves.append(value)
+        return ("array", layout.dtype, broadcastable_pattern(layout.shape))
     raise TypeError(f"unsupported argument of type {type(value).__name__}")
+
+
+def leaf_shape(leaf: Any) -> tuple:
+    """The shape of an array leaf, host or device."""
+    return read_layout(leaf).shape if is_device_array(leaf) else leaf.shape
 
 
 def describe_bad_leaf(value: Any, path: str) -> str | None:
