@@ -172,11 +172,29 @@ def clip(x, a_min=None, a_max=None, min=None, max=None):
     a_max = a_max if a_max is not None else max
     if a_min is None and a_max is None:
         raise ValueError("clip: at least one of a_min and a_max must be given")
+    dtype = np.dtype(as_tensor_variable(x).dtype)
+    if dtype.kind in "iu":
+        a_min = _integer_clip_bound(a_min, dtype, lower=True)
+        a_max = _integer_clip_bound(a_max, dtype, lower=False)
     if a_min is None:
         return minimum(x, a_max)
     if a_max is None:
         return maximum(x, a_min)
     return apply_elemwise("clip", x, a_min, a_max)
+
+
+def _integer_clip_bound(bound, dtype: np.dtype, lower: bool):
+    """NumPy's clip of an integer array takes a Python int bound beyond the dtype's range on
+    the side that clips nothing (``uint8_array.clip(-1, 2)``): it means the dtype's limit.
+    Converted as it is, the bound would wrap (-1 -> 255) and clip everything."""
+    if type(bound) is not int:
+        return bound
+    info = np.iinfo(dtype)
+    if info.min <= bound <= info.max:
+        return bound
+    if (bound < info.min) == lower:
+        return int(info.min if lower else info.max)
+    raise OverflowError(f"clip: Python integer {bound} out of bounds for {dtype}")
 
 
 def astype(x, dtype):

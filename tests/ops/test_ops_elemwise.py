@@ -408,3 +408,17 @@ def test_clip_and_where_with_python_scalars_follow_nep50(dtype):
         out = build(x, c)
         assert out.dtype == expected.dtype.name
         assert_same(run_graph([x, c], out, [array, condition]), expected, f"{dtype}")
+
+
+@pytest.mark.parametrize("mode", ["FAST_COMPILE", "FAST_RUN"])
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_integer_clip_with_a_bound_beyond_the_dtype(mode, dtype):
+    """NumPy's clip takes a Python int beyond the dtype's range on the side that clips
+    nothing; converted as it is, -1 would become 255 for uint8 and clip everything."""
+    value = (np.arange(12) % 5).astype(dtype).reshape(3, 4)
+    x = symbolic_like(value, "x")
+    for low, high in [(-1, 2), (-200, 300), (1, 300), (-1, None)]:
+        assert_same(run_graph([x], x.clip(low, high), [value], mode=mode),
+                    np.clip(value, low, high), f"clip({low}, {high}) of {dtype}")
+    with pytest.raises(OverflowError, match="out of bounds"):
+        x.clip(300, 400)
