@@ -78,3 +78,12 @@ def test_error_keeps_the_original_exception_as_cause():
         run_graph([x], out, [np.ones(6)])
     assert isinstance(info.value.__cause__, ValueError)
     assert "cannot reshape" in str(info.value)
+
+
+def test_a_fused_node_is_named_after_the_op_on_the_users_line():
+    x, y = T.vector("x"), T.vector("y")
+    z = (x * 2) + y  # fused into one loop in FAST_RUN
+    with pytest.raises(ValueError) as info:
+        run_graph([x, y], z, [np.ones(2), np.ones(3)], mode="FAST_RUN")
+    _assert_names_op_and_line(str(info.value), "Elemwise{add} (fused into Elemwise{Composite",
+                              "z = (x * 2) + y")

@@ -48,7 +48,10 @@ class Unsupported(Exception):
 def error_site(node: Apply) -> ErrorSite:
     source = node.source
     where = f"\nThe node was created at:\n  {source.describe()}" if source is not None else ""
-    return ErrorSite(str(node.op), where)
+    # A fused node is named after the op the user wrote on its line (tracejit/opt/fusion.py).
+    fused_from = getattr(node, "fused_from", None)
+    op = f"{fused_from} (fused into {node.op})" if fused_from else str(node.op)
+    return ErrorSite(op, where)
 
 
 # -- dtypes of inner loops -------------------------------------------------------------------

@@ -135,6 +135,7 @@ def elemwise_fusion(fgraph) -> None:
         composite, inputs = build_composite(members, root)
         fused = elemwise_op(composite).make_node(*inputs)
         fused.source = root.source
+        fused.fused_from = str(root.op)  # what the user wrote on that line, for errors
         old = root.outputs[0]
         if fused.outputs[0].type.dtype != old.type.dtype:
             continue
@@ -168,4 +169,5 @@ def reduce_fusion(fgraph) -> None:
         if fused.outputs[0].type.dtype != out.type.dtype or fused.outputs[0].ndim != out.ndim:
             continue
         fused.source = node.source
+        fused.fused_from = str(node.op)
         fgraph.replace(out, fused.outputs[0], "reduce_fusion")
