@@ -4,15 +4,23 @@
 every op test goes through the same public path a user takes. The modes
 exercised are listed in ``MODES_UNDER_TEST``; the compiled backends join the
 list when they exist, so the whole table then checks them against NumPy too.
+
+``TRACEJIT_TEST_DEVICE`` runs the whole table on a compiled backend instead:
+``c`` (FAST_RUN on the CPU), ``cuda`` (FAST_RUN with ``device="cuda"``, on a
+GPU) or ``emulated`` (the same on the emulated device of
+tracejit/cuda/shim.py, installed by tests/conftest.py).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import tracejit as tj
 import tracejit.tensor as T
 
 MODES_UNDER_TEST = ("FAST_COMPILE",)
+DEVICE_UNDER_TEST = os.environ.get("TRACEJIT_TEST_DEVICE", "cpu")
 
 # Relative and absolute tolerance per result dtype.
 TOLERANCES = {
@@ -32,6 +40,10 @@ def symbolic_like(value: np.ndarray, name: str | None = None):
 
 
 def run_graph(inputs, outputs, values, mode: str = "FAST_COMPILE"):
+    if DEVICE_UNDER_TEST != "cpu":
+        device = "cpu" if DEVICE_UNDER_TEST == "c" else "cuda"
+        fn = tj.function(list(inputs), outputs, mode="FAST_RUN", device=device)
+        return fn(*values)
     fn = tj.function(list(inputs), outputs, mode=mode)
     return fn(*values)
 
