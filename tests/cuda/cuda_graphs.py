@@ -99,3 +99,10 @@ def assert_matches(actual, expected, what: str, rtol: float | None = None) -> No
         assert np.array_equal(np.signbit(actual[special]), np.signbit(expected[special])), what
     else:
         np.testing.assert_array_equal(actual, expected, err_msg=what)
+
+
+def softmax_graph(dtype: str) -> FunctionGraph:
+    """softmax and log_softmax over each axis of a 3-d tensor (the row kernels)."""
+    x = TensorType(dtype, (False, False, False))("x")
+    outputs = [op(x, axis=axis) for op in (T.softmax, T.log_softmax) for axis in range(3)]
+    return FunctionGraph([x], outputs, clone=False)

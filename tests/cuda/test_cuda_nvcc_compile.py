@@ -20,8 +20,9 @@ import pytest
 
 from tracejit.codegen.lower import lower_graph
 from tracejit.cuda.render import cuda_source, render_cuda
+from tracejit.cuda.rows import softmax_steps
 
-from cuda_graphs import DTYPES, elementwise_graph, reduction_graph
+from cuda_graphs import DTYPES, elementwise_graph, reduction_graph, softmax_graph
 
 NVCC = shutil.which("nvcc")
 NVCC_FLAGS = ["-arch=sm_90", "-std=c++17", "-Werror", "all-warnings"]
@@ -34,7 +35,15 @@ def _modules(dtypes):
         modules.append(render_cuda(lower_graph(fgraph), prefix=f"elementwise_{dtype}"))
         fgraph, _ = reduction_graph(dtype)
         modules.append(render_cuda(lower_graph(fgraph), prefix=f"reduce_{dtype}"))
+        if dtype in ("float32", "float64"):
+            modules.append(render_cuda(lower_graph(softmax_graph(dtype)),
+                                       prefix=f"softmax_{dtype}"))
     return modules
+
+
+def _on_device(program) -> set[int]:
+    """The reference nodes that run as device row kernels (softmax), not round trips."""
+    return {program.steps[n].callback for n in softmax_steps(program)}
 
 
 def _nvcc(tmp_path, modules, *flags):
@@ -47,11 +56,12 @@ def _nvcc(tmp_path, modules, *flags):
 def test_every_row_and_reduction_is_rendered_as_a_kernel():
     modules = _modules(DTYPES)
     for module in modules:
-        loops = len(module.launches)
+        loops = len(module.launches) + len(module.softmax)
         assert loops and len(module.kernels) >= loops
         # Nothing of these graphs runs through a host round trip (float16 aside).
-        python_nodes = [n for n in module.program.python_nodes
-                        if n.outputs[0].type.dtype != "float16"]
+        python_nodes = [n for i, n in enumerate(module.program.python_nodes)
+                        if n.outputs[0].type.dtype != "float16" and
+                        i not in _on_device(module.program)]
         assert not python_nodes, python_nodes
     names = [spec.name for module in modules for spec in module.kernels]
     assert len(names) == len(set(names))
@@ -70,6 +80,7 @@ def test_float_kernels_compile_to_ptx(tmp_path):
     ptx = (tmp_path / "kernels.out").read_text()
     assert ".visible .entry elementwise_float64_" in ptx
     assert "shfl.sync.down" in ptx  # the block reductions use warp shuffles
+    assert ".visible .entry softmax_float32_softmax_float32" in ptx
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not installed")

@@ -45,6 +45,7 @@ from tracejit.codegen.kernel_ir import (
 from tracejit.cuda.gemm import DeviceProducts, GemmCall, gemm_steps
 from tracejit.cuda.interface import is_device_array, read_layout
 from tracejit.cuda.render import CudaModule, ElementwiseLaunch, KernelSpec, ReduceLaunch
+from tracejit.cuda.rows import DeviceRows, softmax_steps
 
 
 @dataclass
@@ -128,15 +129,17 @@ class CudaRunner:
         self.callbacks = [ReferenceCallback(node) for node in program.python_nodes]
         self.constants = {buffer.index: self._upload(np.asarray(value, dtype=buffer.dtype))
                           for buffer, value in program.constants}
-        # Matrix products through the device's gemm, where it has one.
+        # Matrix products through the device's gemm, where it has one; softmax rows
+        # through their own kernels.
         self.products = DeviceProducts(self, module.pack)
-        self.device_steps: dict[int, str] = {}
+        self.rows = DeviceRows(self, self.products, module.softmax)
+        self.device_steps: dict[int, str] = softmax_steps(program)
         self.round_trip_notes: list[str] = []
         candidates = gemm_steps(program)
         if candidates:
             unavailable = getattr(device, "gemm_unavailable", lambda: "the device has no gemm")()
             if unavailable is None:
-                self.device_steps = candidates
+                self.device_steps.update(candidates)
             else:
                 ops = ", ".join(dict.fromkeys(program.steps[n].site.op for n in candidates))
                 self.round_trip_notes.append(f"{ops}: host round trip, because {unavailable}")
@@ -154,7 +157,7 @@ class CudaRunner:
 
     def __repr__(self) -> str:
         return (f"<CudaRunner: {len(self.module.kernels)} kernels, {len(self.device_steps)} "
-                f"gemm steps, {len(self.reference_nodes)} host round trips>")
+                f"device gemm/softmax steps, {len(self.reference_nodes)} host round trips>")
 
     # -- memory ------------------------------------------------------------------------------
     def _upload(self, host: np.ndarray) -> DeviceArray:
@@ -260,11 +263,13 @@ class CudaRunner:
                 values[step.output.index] = self._upload(shape)
             elif isinstance(step, PythonCall):
                 kind = self.device_steps.get(number)
+                node = program.python_nodes[step.callback]
                 if kind is None:
                     self._host_round_trip(step, values)
+                elif kind == "softmax":
+                    self.rows.run(step, node, values, launched)
                 else:
-                    self.products.run(kind, step, program.python_nodes[step.callback], values,
-                                      launched)
+                    self.products.run(kind, step, node, values, launched)
             elif isinstance(step, Release):
                 values.pop(step.buffer.index, None)
         self._synchronize(launched)

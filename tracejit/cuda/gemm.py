@@ -237,8 +237,13 @@ class DeviceProducts:
         else:
             result = self.tensordot(a, b, node.op.axes_a, node.op.axes_b, step.site, launched)
         values[step.outputs[0].index] = result
+        self.release_packed(launched)
+
+    def release_packed(self, launched: list) -> None:
+        """Free the packed copies made since the last call, once the kernels reading them
+        have finished."""
         if self._scratch:
-            self.runner._synchronize(launched)  # packed copies are freed on return
+            self.runner._synchronize(launched)
             self._scratch.clear()
 
     # -- matmul --------------------------------------------------------------------------------

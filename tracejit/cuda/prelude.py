@@ -173,8 +173,49 @@ def _shared_helpers() -> str:
     return text.replace("copysign(0, ", "copysign(0.0, ").replace("copysignf(0, ", "copysignf(0.0f, ")
 
 
+# The softmax row kernels' body (tracejit/cuda/rows.py), templated on the
+# element and accumulator types; each module instantiates the ones it uses.
+_SOFTMAX_ROWS = """\
+template <class T, class Acc>
+__device__ __forceinline__ void tj_softmax_rows(char *out, const char *in, int64_t rows,
+                                                int64_t n, int log_output) {
+    __shared__ Acc partials[32];
+    __shared__ Acc row_shift, row_sum;
+    const auto nan_max = [](Acc a, Acc b) -> Acc {
+        return a != a ? a : (b != b ? b : (a > b ? a : b));
+    };
+    const auto add = [](Acc a, Acc b) -> Acc { return a + b; };
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const T *x = (const T *)in + row * n;
+        T *y = (T *)out + row * n;
+        Acc m = -INFINITY;
+        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = nan_max(m, (Acc)x[j]);
+        m = tj_block_reduce(m, (Acc)-INFINITY, partials, nan_max);
+        if (threadIdx.x == 0) row_shift = isinf(m) ? (Acc)0 : m;
+        __syncthreads();
+        const T shift = (T)row_shift;
+        Acc s = 0;
+        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += (Acc)exp((T)(x[j] - shift));
+        s = tj_block_reduce(s, (Acc)0, partials, add);
+        if (threadIdx.x == 0) row_sum = s;
+        __syncthreads();
+        const Acc total = row_sum;
+        if (log_output) {
+            const T log_total = (T)log(total);
+            for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+                y[j] = (T)(x[j] - shift) - log_total;
+        } else {
+            for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+                y[j] = (T)((Acc)exp((T)(x[j] - shift)) / total);
+        }
+        __syncthreads();  /* row_shift and row_sum are rewritten for the next row */
+    }
+}
+"""
+
+
 @functools.lru_cache(maxsize=None)
 def cuda_prelude() -> str:
     """Everything generated CUDA kernels may refer to, as one block of C++."""
     return "\n".join([_TYPES, _shared_helpers(), _overloads(), _CLIP_RELU,
-                      _BLOCK_REDUCE])
+                      _BLOCK_REDUCE, _SOFTMAX_ROWS])

@@ -21,7 +21,9 @@ structure differs:
 Everything else in the program (views, shape vectors, matrix products
 through the device's gemm, nodes run by their reference) is executed by the
 host-side plan (tracejit/cuda/executor.py). A program with matrix products
-also gets one strided copy kernel (``CudaModule.pack``, tracejit/cuda/gemm.py).
+or softmax rows also gets one strided copy kernel (``CudaModule.pack``,
+tracejit/cuda/gemm.py), and one with softmax rows the row kernels
+(``CudaModule.softmax``, tracejit/cuda/rows.py).
 
 Kernel parameters are plain scalars and pointers (``KernelSpec.params``),
 so a launch needs no struct packing, whichever driver binding makes it.
@@ -31,7 +33,7 @@ Signed integer arithmetic goes through unsigned types: C++ has no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +42,7 @@ from tracejit.codegen.c_render import BodyRenderer, _reduction_parts
 from tracejit.codegen.kernel_ir import ElementwiseLoop, KernelProgram, ReduceLoop, ScalarStep
 from tracejit.cuda.gemm import gemm_steps, pack_kernel
 from tracejit.cuda.prelude import cuda_prelude
+from tracejit.cuda.rows import softmax_kernels, softmax_steps
 
 _WRAPPING = {"add": "+", "sub": "-", "mul": "*"}
 _COMBINE = {"sum": "a + b", "prod": "a * b", "all": "a && b", "any": "a || b",
@@ -79,9 +82,12 @@ class CudaModule:
     kernels_source: str                 # the kernels alone (no prelude)
     kernels: list[KernelSpec]
     launches: dict[int, object]         # step number -> ElementwiseLaunch / ReduceLaunch
-    # The strided copy kernel matrix products use to pack an operand gemm cannot
-    # read in place (tracejit/cuda/gemm.py); only in programs with such products.
+    # The strided copy kernel matrix products and softmax rows use to pack an
+    # operand they cannot read in place (tracejit/cuda/gemm.py); only in programs
+    # with such steps.
     pack: KernelSpec | None = None
+    # dtype -> the softmax row kernel (tracejit/cuda/rows.py), in programs with Softmax.
+    softmax: dict[str, KernelSpec] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -131,13 +137,18 @@ class CudaRenderer:
             elif isinstance(step, ReduceLoop):
                 kernel, combine = self.reduce_kernels(f"{self.prefix}_{number}", step)
                 self.launches[number] = ReduceLaunch(kernel, combine, step)
-        pack = None
-        if gemm_steps(self.program):
+        pack, softmax = None, {}
+        has_rows = bool(softmax_steps(self.program))
+        if has_rows or gemm_steps(self.program):
             text, pack = pack_kernel(f"{self.prefix}_pack")
             self.texts.append(text)
             self.kernels.append(pack)
+        if has_rows:
+            text, softmax = softmax_kernels(self.prefix)
+            self.texts.append(text)
+            self.kernels.extend(softmax.values())
         return CudaModule(self.program, "\n\n".join(self.texts), self.kernels, self.launches,
-                          pack)
+                          pack, softmax)
 
     def _emit(self, spec: KernelSpec, body: list[str]) -> KernelSpec:
         params = ", ".join(f"{ctype} {name}" for ctype, name in spec.params)
