@@ -5,7 +5,8 @@ A workload module (benchmarks/workloads/*.py) offers ``variants(quick)``,
 implementation name (``"numpy"``, ``"jax"``, ``"tracejit"``, ...) to a
 builder ``build(case) -> Impl``. Builders import their library themselves,
 so a worker process only loads the library it measures (and W6 can time the
-import).
+import). Workloads measured on the GPU (``--device cuda``) also offer
+``GPU_IMPLEMENTATIONS``, built with the helpers of benchmarks/gpu.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ LIBRARY_MODULES: dict[str, str] = {
 # The order rows appear in, and what ``--libs`` accepts.
 ALL_LIBRARIES = ("tracejit", "numpy", "numba", "jax", "pytensor", "torch", "torch.compile")
 
+# The devices ``--device`` accepts, and the workload attribute holding each one's builders.
+DEVICES = {"cpu": "IMPLEMENTATIONS", "cuda": "GPU_IMPLEMENTATIONS"}
+
 # Environment variables that pin thread pools; the parent sets them for every worker.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -49,6 +53,15 @@ def is_tracejit(implementation: str) -> bool:
 def library_of(implementation: str) -> str:
     """The ``--libs`` name that selects an implementation (tracejit.function -> tracejit)."""
     return "tracejit" if is_tracejit(implementation) else implementation
+
+
+class DeviceUnavailable(RuntimeError):
+    """A GPU builder's library has no usable GPU here; the row is reported as skipped."""
+
+
+def builders(module: Any, device: str) -> dict[str, Callable]:
+    """A workload's builders for ``device`` (empty where it has none for that device)."""
+    return getattr(module, DEVICES[device], {})
 
 
 def library_available(implementation: str) -> bool:
@@ -93,12 +106,18 @@ class Impl:
     first call's result into the list of arrays compared with the reference
     (default: the result itself). ``samples(repeats)``, when given, replaces
     the generic timing loop (W7 times a rewrite of a freshly built graph).
+    ``device`` names the accelerator a GPU implementation runs on (the GPU
+    report's machine line); empty on the CPU. ``describe()``, when given, is
+    asked after the timing for more notes (tracejit's GPU rows: which nodes
+    made a host round trip).
     """
 
     call: Callable[[], Any]
     read: Callable[[Any], Sequence[Any]] | None = None
     samples: Callable[[int], list[float]] | None = None
     note: str = ""
+    device: str = ""
+    describe: Callable[[], str] | None = None
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -142,9 +161,12 @@ def median(values: Sequence[float]) -> float:
 # -- checking ---------------------------------------------------------------------------------------
 
 def to_numpy(value: Any) -> np.ndarray:
-    """An independent NumPy copy of a library's output (torch tensors, JAX arrays, scalars)."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor
+    """An independent NumPy copy of a library's output (torch tensors, JAX arrays, scalars,
+    device arrays with ``copy_to_host``: numba's and tracejit's CUDA outputs)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor (CPU or CUDA)
         value = value.detach().cpu().numpy()
+    elif hasattr(value, "copy_to_host"):  # numba DeviceNDArray, tracejit's emulated arrays
+        value = value.copy_to_host()
     return np.array(value, copy=True)
 
 

@@ -1,6 +1,6 @@
 """One (workload, implementation, variant) measurement in a process of its own.
 
-    python -m benchmarks.worker W1 jax float32 [--quick]
+    python -m benchmarks.worker W1 jax float32 [--quick] [--device cuda]
 
 Prints one line ``BENCH_RESULT {json}`` on stdout: status (ok, error,
 skipped), median seconds per call and the samples, the time of the first
@@ -9,6 +9,12 @@ reference computed here from the same inputs, the library versions and the
 thread settings. Anything else the libraries print is left alone; the
 parent reads only that line. A fresh process per pair keeps one library's
 thread pools, caches and JIT state from colouring another's numbers.
+
+``--device cuda`` takes the workload's GPU builders (benchmarks/gpu.py):
+a library without a usable GPU is reported as skipped, with why. The
+first call's outputs are copied to the host for the check after the
+first-call clock has stopped (on the GPU that copy is not the library's
+work).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ PROCESS_START = float(os.environ.get("BENCH_T0") or time.monotonic())  # CLOCK_M
 
 import numpy as np  # noqa: E402  (after PROCESS_START: W6 counts the import)
 
-from benchmarks import harness  # noqa: E402
+from benchmarks import gpu, harness  # noqa: E402
 from benchmarks.workloads import load  # noqa: E402
 
 RESULT_PREFIX = "BENCH_RESULT "
@@ -43,19 +49,21 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 240 else text[:237] + "..."
 
 
-def measure(workload: str, implementation: str, variant: str, quick: bool) -> dict[str, Any]:
+def measure(workload: str, implementation: str, variant: str, quick: bool,
+            device: str = "cpu") -> dict[str, Any]:
     result: dict[str, Any] = {
         "workload": workload, "implementation": implementation, "variant": variant,
-        "status": "ok", "quick": quick, "threads": harness.thread_settings(),
+        "status": "ok", "quick": quick, "device": device, "threads": harness.thread_settings(),
         "versions": {"python": platform.python_version(), "numpy": np.__version__},
     }
     if not harness.library_available(implementation):
         result.update(status="skipped", message=f"{harness.LIBRARY_MODULES[implementation]} not installed")
         return result
     module = load(workload)
-    builder = module.IMPLEMENTATIONS.get(implementation)
+    builder = harness.builders(module, device).get(implementation)
     if builder is None:
-        result.update(status="skipped", message=f"{workload} has no {implementation} implementation")
+        where = " on the GPU" if device == "cuda" else ""
+        result.update(status="skipped", message=f"{workload} has no {implementation} implementation{where}")
         return result
     known = set(module.variants(False)) | set(module.variants(True))
     if variant not in known:
@@ -71,6 +79,8 @@ def measure(workload: str, implementation: str, variant: str, quick: bool) -> di
         result["versions"][harness.LIBRARY_MODULES[implementation]] = harness.library_version(implementation)
         threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
         result["thread_note"] = harness.pin_library_threads(implementation, threads)
+        if device == "cuda" and harness.is_tracejit(implementation) and gpu.emulation_requested():
+            gpu.install_emulated_device()  # test only: see benchmarks/gpu.py
 
         stage = "setup"
         case = module.setup(variant, quick)
@@ -79,15 +89,24 @@ def measure(workload: str, implementation: str, variant: str, quick: bool) -> di
 
         stage = "build"
         start = time.perf_counter()
-        impl = builder(case)
+        try:
+            impl = builder(case)
+        except harness.DeviceUnavailable as exc:
+            result.update(status="skipped", message=str(exc))
+            return result
         result["note"] = impl.note
+        if impl.device:
+            result["gpu"] = impl.device
+        elif device == "cuda":  # a CPU row in a GPU run: the baseline, not a peer
+            result.update(device="cpu", baseline=True)
         stage = "first call"
         first = impl.call()
-        outputs = impl.read(first) if impl.read else _as_list(first)
-        first_outputs = None if outputs is None else [harness.to_numpy(v) for v in outputs]
         result["first_call_s"] = time.perf_counter() - start
         if first_call_only:
             result["since_process_start_s"] = time.monotonic() - PROCESS_START
+        stage = "copy of the first call's outputs"
+        outputs = impl.read(first) if impl.read else _as_list(first)
+        first_outputs = None if outputs is None else [harness.to_numpy(v) for v in outputs]
         if harness.is_tracejit(implementation):
             # A first build runs in the background while the first calls use
             # the interpreter (config.background_compile): timings are of
@@ -107,8 +126,11 @@ def measure(workload: str, implementation: str, variant: str, quick: bool) -> di
                 for _ in range(WARMUP_CALLS):  # lazy second-stage compiles, background compile pools
                     impl.call()
                 samples, number = harness.time_calls(impl.call, case.repeats, case.min_sample_seconds)
+        note = impl.note
+        if impl.describe is not None:
+            note = "; ".join(part for part in (note, impl.describe()) if part)
         result.update(median_s=harness.median(samples), samples_s=samples, calls_per_sample=number,
-                      note=impl.note)
+                      note=note)
 
         stage = "check"
         rtol, atol = case.tolerances()
@@ -129,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("implementation")
     parser.add_argument("variant")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", choices=sorted(harness.DEVICES), default="cpu")
     args = parser.parse_args(argv)
-    result = measure(args.workload, args.implementation, args.variant, args.quick)
+    result = measure(args.workload, args.implementation, args.variant, args.quick, args.device)
     sys.stdout.flush()
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0

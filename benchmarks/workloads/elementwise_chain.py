@@ -2,14 +2,15 @@
 
 Ten million elements (float32 and float64): the measure of loop fusion.
 NumPy makes one temporary per operation; a fusing compiler makes one pass.
-The same formula text serves every library through its namespace.
+The same formula text serves every library through its namespace, on the
+CPU and on the GPU (``GPU_IMPLEMENTATIONS``, at the bottom).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from benchmarks import peers, tracejit_api
+from benchmarks import gpu, peers, tracejit_api
 from benchmarks.harness import Case, Impl
 
 FULL_SIZE = 10_000_000
@@ -111,4 +112,44 @@ IMPLEMENTATIONS = {
     "pytensor": build_pytensor,
     "torch": build_torch,
     "torch.compile": build_torch_compile,
+}
+
+
+# -- on the GPU (--device cuda): inputs on the device once, every call waits for the kernels --------
+
+def build_tracejit_cuda(case: Case) -> Impl:
+    device = gpu.TracejitDevice()
+    compile_ = tracejit_api.compile_function()
+
+    @compile_(device="cuda")
+    def fused(x, y, z):
+        return chain(np, x, y, z)
+
+    x, y, z = (device.put(a) for a in _args(case))
+    return Impl(gpu.synchronized(lambda: fused(x, y, z), device.synchronize), device=device.name,
+                describe=lambda: gpu.compiled_round_trips(fused, x, y, z))
+
+
+def build_jax_gpu(case: Case) -> Impl:
+    jax, jnp, device, name = gpu.jax_gpu()
+    fused = jax.jit(lambda x, y, z: chain(jnp, x, y, z))
+    x, y, z = (jax.device_put(a, device) for a in _args(case))
+    return Impl(lambda: fused(x, y, z).block_until_ready(), device=name)
+
+
+def _build_torch_cuda(case: Case, compiled: bool) -> Impl:
+    torch, device, name = gpu.torch_cuda()
+    x, y, z = (gpu.torch_on_device(torch, a, device) for a in _args(case))
+    fused = lambda x, y, z: chain(torch, x, y, z)  # noqa: E731
+    if compiled:
+        fused = torch.compile(fused)
+    return Impl(gpu.synchronized(lambda: fused(x, y, z), torch.cuda.synchronize), device=name)
+
+
+GPU_IMPLEMENTATIONS = {
+    "tracejit": build_tracejit_cuda,
+    "numpy": build_numpy,  # the CPU baseline row
+    "jax": build_jax_gpu,
+    "torch": lambda case: _build_torch_cuda(case, compiled=False),
+    "torch.compile": lambda case: _build_torch_cuda(case, compiled=True),
 }

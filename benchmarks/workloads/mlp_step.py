@@ -9,14 +9,17 @@ tracejit appears twice: ``tracejit.function`` is the Theano form (shared
 weights, ``tj.grad``, ``updates=``, integer labels), the primary one;
 ``tracejit`` is the traced form (``tj.compile`` of a plain NumPy step using
 ``tj.value_and_grad`` over a dict of parameters, one-hot labels).
-W6 reuses these builders.
+W6 reuses these builders. On the GPU (``--device cuda``) the same steps run
+with the parameters and the batch in device memory (``GPU_IMPLEMENTATIONS``).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from benchmarks import peers, tracejit_api
+from benchmarks import gpu, peers, tracejit_api
 from benchmarks.harness import Case, Impl
 
 BATCH, INPUTS, HIDDEN, CLASSES = 128, 784, 256, 10
@@ -89,7 +92,7 @@ def _fresh_params(case: Case) -> dict[str, np.ndarray]:
     return {k: v.copy() for k, v in case.inputs["params"].items()}
 
 
-def _functional(step, params, *args, note: str = "") -> Impl:
+def _functional(step, params, *args, note: str = "", device: str = "", describe=None) -> Impl:
     """An Impl for a step that returns (loss, new params) and is fed its own output next time."""
     state = {"params": params}
 
@@ -101,7 +104,7 @@ def _functional(step, params, *args, note: str = "") -> Impl:
         loss, new = result
         return [loss, *(new[k] for k in PARAMETERS)]
 
-    return Impl(call, read=read, note=note)
+    return Impl(call, read=read, note=note, device=device, describe=describe)
 
 
 def build_numpy(case: Case) -> Impl:
@@ -122,7 +125,8 @@ def build_numba(case: Case) -> Impl:
                        note="hand-written gradient, njit(cache=True)")
 
 
-def build_jax(case: Case) -> Impl:
+def build_jax(case: Case, gpu_device=None, device_name: str = "") -> Impl:
+    """``gpu_device``: the JAX device to commit the inputs to (None: JAX's default, the CPU)."""
     jax, jnp = peers.import_jax()
 
     @jax.jit
@@ -136,15 +140,23 @@ def build_jax(case: Case) -> Impl:
         jax.block_until_ready(new)
         return loss, new
 
-    params = {k: jax.device_put(v) for k, v in _fresh_params(case).items()}
-    return _functional(blocking_step, params, jax.device_put(case.inputs["X"]),
-                       jax.device_put(case.inputs["Y"]))
+    params = {k: jax.device_put(v, gpu_device) for k, v in _fresh_params(case).items()}
+    return _functional(blocking_step, params, jax.device_put(case.inputs["X"], gpu_device),
+                       jax.device_put(case.inputs["Y"], gpu_device), device=device_name)
 
 
-def _torch_step(case: Case, compiled: bool) -> Impl:
-    torch = peers.import_torch()
-    params = {k: torch.from_numpy(v).requires_grad_(True) for k, v in _fresh_params(case).items()}
-    X, Y = torch.from_numpy(case.inputs["X"]), torch.from_numpy(case.inputs["Y"])
+def _torch_step(case: Case, compiled: bool, cuda: bool = False) -> Impl:
+    """The autograd step; ``cuda``: tensors on the GPU and a synchronize ending each call."""
+    if cuda:
+        torch, device, device_name = gpu.torch_cuda()
+    else:
+        torch, device, device_name = peers.import_torch(), None, ""
+
+    def tensor(host: np.ndarray):
+        return torch.from_numpy(host) if device is None else gpu.torch_on_device(torch, host, device)
+
+    params = {k: tensor(v).requires_grad_(True) for k, v in _fresh_params(case).items()}
+    X, Y = tensor(case.inputs["X"]), tensor(case.inputs["Y"])
 
     def forward(W1, b1, W2, b2, X, Y):
         return loss_onehot(torch, {"W1": W1, "b1": b1, "W2": W2, "b2": b2}, X, Y,
@@ -162,8 +174,11 @@ def _torch_step(case: Case, compiled: bool) -> Impl:
                 parameter.sub_(LEARNING_RATE * gradient)
         return loss
 
+    if device is not None:
+        call = gpu.synchronized(call, torch.cuda.synchronize)
     return Impl(call, read=lambda loss: [loss, *ordered],
-                note="compiled forward, AOTAutograd backward" if compiled else "autograd")
+                note="compiled forward, AOTAutograd backward" if compiled else "autograd",
+                device=device_name)
 
 
 def build_torch(case: Case) -> Impl:
@@ -174,8 +189,14 @@ def build_torch_compile(case: Case) -> Impl:
     return _torch_step(case, compiled=True)
 
 
-def _theano_style(case: Case, tensor, shared, grad, function, matrix, labels_vector) -> Impl:
-    """The Theano program both PyTensor and tracejit.function run: shared weights, updates."""
+def _theano_style(case: Case, tensor, shared, grad, function, matrix, labels_vector,
+                  on_device: "gpu.TracejitDevice | None" = None) -> Impl:
+    """The Theano program both PyTensor and tracejit.function run: shared weights, updates.
+
+    ``on_device``: the batch is put there once and each call waits for the
+    device (``function`` must then compile for it; the shared weights live
+    on the device after the first call).
+    """
     params = {k: shared(v, name=k) for k, v in _fresh_params(case).items()}
     X, t = matrix("X"), labels_vector("t")
     hidden = tensor.tanh(X @ params["W1"] + params["b1"])
@@ -187,9 +208,15 @@ def _theano_style(case: Case, tensor, shared, grad, function, matrix, labels_vec
     train = function([X, t], cost,
                      updates=[(p, p - LEARNING_RATE * g) for p, g in zip(ordered, grads)])
     X_value, labels = case.inputs["X"], case.inputs["labels"]
-    return Impl(lambda: train(X_value, labels),
-                read=lambda loss: [loss, *(p.get_value() for p in ordered)],
-                note="shared weights + updates")
+    if on_device is not None:
+        X_value, labels = on_device.put(X_value), on_device.put(labels)
+    call = lambda: train(X_value, labels)  # noqa: E731
+    if on_device is not None:
+        call = gpu.synchronized(call, on_device.synchronize)
+    return Impl(call, read=lambda loss: [loss, *(p.get_value() for p in ordered)],
+                note="shared weights + updates",
+                device=on_device.name if on_device is not None else "",
+                describe=(lambda: gpu.round_trips(train)) if on_device is not None else None)
 
 
 def build_pytensor(case: Case) -> Impl:
@@ -199,15 +226,19 @@ def build_pytensor(case: Case) -> Impl:
                          lambda name: pt.matrix(name, dtype=case.dtype), pt.lvector)
 
 
-def build_tracejit_function(case: Case) -> Impl:
+def build_tracejit_function(case: Case, on_device: "gpu.TracejitDevice | None" = None) -> Impl:
     tj = tracejit_api.tracejit()
     import tracejit.tensor as T
     grad = tracejit_api.transform("grad")
-    return _theano_style(case, T, tj.shared, grad, tj.function,
-                         lambda name: T.matrix(name, dtype=case.dtype), T.lvector)
+    with tj.config.change(device="cuda") if on_device is not None else contextlib.nullcontext():
+        return _theano_style(case, T, tj.shared, grad, tj.function,
+                             lambda name: T.matrix(name, dtype=case.dtype), T.lvector,
+                             on_device=on_device)
 
 
-def build_tracejit(case: Case) -> Impl:
+def _tracejit_step(device: str | None):
+    """The traced step (tj.compile of value_and_grad over the parameter dict) for ``device``
+    (None: ``config.device`` at call time)."""
     compile_ = tracejit_api.compile_function()
     value_and_grad = tracejit_api.transform("value_and_grad")
 
@@ -215,8 +246,39 @@ def build_tracejit(case: Case) -> Impl:
         loss, grads = value_and_grad(lambda p: loss_onehot(np, p, X, Y))(params)
         return loss, {k: params[k] - LEARNING_RATE * grads[k] for k in PARAMETERS}
 
-    return _functional(compile_(step), _fresh_params(case), case.inputs["X"], case.inputs["Y"],
-                       note="tj.compile + tj.value_and_grad")
+    return compile_(step, device=device)
+
+
+def build_tracejit(case: Case) -> Impl:
+    return _functional(_tracejit_step(None), _fresh_params(case), case.inputs["X"],
+                       case.inputs["Y"], note="tj.compile + tj.value_and_grad")
+
+
+# -- on the GPU (--device cuda): parameters and batch on the device, every call waits for it -------
+
+def build_tracejit_cuda(case: Case) -> Impl:
+    device = gpu.TracejitDevice()
+    compiled = _tracejit_step("cuda")
+    params = {k: device.put(v) for k, v in _fresh_params(case).items()}
+    X, Y = device.put(case.inputs["X"]), device.put(case.inputs["Y"])
+    return _functional(gpu.synchronized(compiled, device.synchronize), params, X, Y,
+                       note="tj.compile + tj.value_and_grad", device=device.name,
+                       describe=lambda: gpu.compiled_round_trips(compiled, params, X, Y))
+
+
+def build_jax_gpu(case: Case) -> Impl:
+    _, _, device, name = gpu.jax_gpu()
+    return build_jax(case, gpu_device=device, device_name=name)
+
+
+GPU_IMPLEMENTATIONS = {
+    "tracejit.function": lambda case: build_tracejit_function(case, on_device=gpu.TracejitDevice()),
+    "tracejit": build_tracejit_cuda,
+    "numpy": build_numpy,  # the CPU baseline row
+    "jax": build_jax_gpu,
+    "torch": lambda case: _torch_step(case, compiled=False, cuda=True),
+    "torch.compile": lambda case: _torch_step(case, compiled=True, cuda=True),
+}
 
 
 IMPLEMENTATIONS = {

@@ -5,14 +5,15 @@ results. The peers call their library's softmax/logsumexp (NumPy and numba
 subtract the row maximum by hand). tracejit runs the naive formula a user
 would write, ``exp(x) / exp(x).sum(...)`` and ``log(sum(exp(x)))``: its
 FAST_RUN stability rewrites (SPEC §5) are what make it finite, so this
-workload checks them as well as timing them.
+workload checks them as well as timing them. The same functions run on the
+GPU (``--device cuda``, ``GPU_IMPLEMENTATIONS`` at the bottom).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from benchmarks import peers, tracejit_api
+from benchmarks import gpu, peers, tracejit_api
 from benchmarks.harness import Case, Impl
 
 FULL_SHAPE = (4096, 1024)
@@ -60,9 +61,13 @@ def build_numpy(case: Case) -> Impl:
     return Impl(lambda: function(x), note="max-subtracted by hand")
 
 
-def build_tracejit(case: Case) -> Impl:
+def _naive_function(case: Case, device: str | None):
     compile_ = tracejit_api.compile_function()
-    function = compile_(naive_softmax if case.variant == "softmax" else naive_logsumexp)
+    return compile_(naive_softmax if case.variant == "softmax" else naive_logsumexp, device=device)
+
+
+def build_tracejit(case: Case) -> Impl:
+    function = _naive_function(case, None)
     x = case.inputs["x"]
     return Impl(lambda: function(x), note="naive formula, stabilized by rewrites")
 
@@ -91,15 +96,16 @@ def build_numba(case: Case) -> Impl:
     return Impl(lambda: function(x), note="njit(parallel=True), max-subtracted")
 
 
-def build_jax(case: Case) -> Impl:
+def build_jax(case: Case, gpu_device=None, device_name: str = "") -> Impl:
+    """``gpu_device``: the JAX device to commit the input to (None: JAX's default, the CPU)."""
     jax, jnp = peers.import_jax()
     import jax.scipy.special
     if case.variant == "softmax":
         function = jax.jit(lambda x: jax.nn.softmax(x, axis=1))
     else:
         function = jax.jit(lambda x: jax.scipy.special.logsumexp(x, axis=1))
-    x = jax.device_put(case.inputs["x"])
-    return Impl(lambda: function(x).block_until_ready())
+    x = jax.device_put(case.inputs["x"], gpu_device)
+    return Impl(lambda: function(x).block_until_ready(), device=device_name)
 
 
 def _torch_function(case: Case):
@@ -142,4 +148,38 @@ IMPLEMENTATIONS = {
     "pytensor": build_pytensor,
     "torch": build_torch,
     "torch.compile": build_torch_compile,
+}
+
+
+# -- on the GPU (--device cuda): the input on the device once, every call waits for the kernels -----
+
+def build_tracejit_cuda(case: Case) -> Impl:
+    device = gpu.TracejitDevice()
+    function = _naive_function(case, "cuda")
+    x = device.put(case.inputs["x"])
+    return Impl(gpu.synchronized(lambda: function(x), device.synchronize),
+                note="naive formula, stabilized by rewrites", device=device.name,
+                describe=lambda: gpu.compiled_round_trips(function, x))
+
+
+def build_jax_gpu(case: Case) -> Impl:
+    _, _, device, name = gpu.jax_gpu()
+    return build_jax(case, gpu_device=device, device_name=name)
+
+
+def _build_torch_cuda(case: Case, compiled: bool) -> Impl:
+    torch, device, name = gpu.torch_cuda()
+    _, function = _torch_function(case)
+    if compiled:
+        function = torch.compile(function)
+    x = gpu.torch_on_device(torch, case.inputs["x"], device)
+    return Impl(gpu.synchronized(lambda: function(x), torch.cuda.synchronize), device=name)
+
+
+GPU_IMPLEMENTATIONS = {
+    "tracejit": build_tracejit_cuda,
+    "numpy": build_numpy,  # the CPU baseline row
+    "jax": build_jax_gpu,
+    "torch": lambda case: _build_torch_cuda(case, compiled=False),
+    "torch.compile": lambda case: _build_torch_cuda(case, compiled=True),
 }
