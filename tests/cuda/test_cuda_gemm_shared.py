@@ -387,14 +387,28 @@ def _copies(device: EmulatedDevice) -> tuple[int, int]:
 
 def _copies_per_call(runner, explicit_inputs: int, outputs: int) -> tuple[int, int]:
     """The copies a call makes besides shared values: inputs in, outputs out, shape
-    vectors in, and each host round trip's inputs out and results in."""
+    vectors in, each host round trip's results in, and the inputs of round trips, reshapes
+    and index views that were not computed on the host (those have host copies)."""
     from tracejit.codegen.kernel_ir import PythonCall, ShapeVector
     steps = runner.program.steps
-    round_trips = [s for n, s in enumerate(steps)
-                   if isinstance(s, PythonCall) and n not in runner.device_steps]
-    uploads = explicit_inputs + sum(isinstance(s, ShapeVector) for s in steps) + \
-        sum(len(s.outputs) for s in round_trips)
-    return uploads, outputs + sum(len(s.inputs) for s in round_trips)
+    on_host: set[int] = set(runner.host_constants)
+    uploads, downloads = explicit_inputs, outputs
+    for number, step in enumerate(steps):
+        if isinstance(step, ShapeVector):
+            uploads += 1
+            on_host.add(step.output.index)
+        elif isinstance(step, PythonCall):
+            kind = runner.device_steps.get(number)
+            if kind in ("matmul", "tensordot", "softmax"):
+                continue
+            read = step.inputs if kind is None else step.inputs[1:]
+            downloads += sum(b.index not in on_host for b in read)
+            if kind is None:
+                uploads += len(step.outputs)
+                on_host.update(b.index for b in step.outputs)
+            elif step.inputs[0].index in on_host:
+                on_host.add(step.outputs[0].index)
+    return uploads, downloads
 
 
 def test_repeated_calls_do_not_copy_shared_values(device):

@@ -4,11 +4,16 @@
 kernels of tracejit/cuda/render.py; the shapes, the broadcast check and the
 aligned operand strides are computed here, at run time, exactly as the C
 backend's entry point does (``tj_broadcast``/``tj_align``). Views and
-shape vectors need no kernel. Nodes without a device kernel (``PythonCall``
-and ``OpKernel`` steps: indexing, linear algebra, convolution...) make a
-host round trip: their inputs are copied to the host, the node's NumPy
-reference runs, its outputs are copied back. That is correct but slow; it
-is what ``reference_nodes`` lists.
+shape vectors need no kernel; nor do reshapes and basic indexing, which
+are views too (tracejit/cuda/views.py). Softmax rows have their own kernels
+(tracejit/cuda/rows.py). Other nodes without a device kernel (``PythonCall``
+and ``OpKernel`` steps: advanced indexing, IncSubtensor, convolution...)
+make a host round trip: their inputs are copied to the host, the node's
+NumPy reference runs, its outputs are copied back. That is correct but
+slow; it is what ``reference_nodes`` lists. Values computed on the host
+(shape vectors, small constants, round-trip results) keep a host copy for
+the rest of the call, so chains of small shape computations copy nothing
+back.
 
 The runner speaks to a ``Device`` (memory, copies, launches). Two exist:
 ``tracejit.cuda.runtime.NumbaDevice`` (a real GPU through numba's driver
@@ -46,6 +51,7 @@ from tracejit.cuda.gemm import DeviceProducts, GemmCall, gemm_steps
 from tracejit.cuda.interface import is_device_array, read_layout
 from tracejit.cuda.render import CudaModule, ElementwiseLaunch, KernelSpec, ReduceLaunch
 from tracejit.cuda.rows import DeviceRows, softmax_steps
+from tracejit.cuda.views import DeviceViews, view_steps
 
 
 @dataclass
@@ -127,13 +133,18 @@ class CudaRunner:
         self.device = device
         self.kernels = device.load(module)
         self.callbacks = [ReferenceCallback(node) for node in program.python_nodes]
-        self.constants = {buffer.index: self._upload(np.asarray(value, dtype=buffer.dtype))
+        host_constants = {buffer.index: np.asarray(value, dtype=buffer.dtype)
                           for buffer, value in program.constants}
+        self.constants = {index: self._upload(value) for index, value in host_constants.items()}
+        # Small constants (shape entries, -1 in a reshape) are read on the host without a copy.
+        self.host_constants = {index: value for index, value in host_constants.items()
+                               if value.size <= 64}
         # Matrix products through the device's gemm, where it has one; softmax rows
         # through their own kernels.
         self.products = DeviceProducts(self, module.pack)
         self.rows = DeviceRows(self, self.products, module.softmax)
-        self.device_steps: dict[int, str] = softmax_steps(program)
+        self.views = DeviceViews(self, self.products)
+        self.device_steps: dict[int, str] = {**softmax_steps(program), **view_steps(program)}
         self.round_trip_notes: list[str] = []
         candidates = gemm_steps(program)
         if candidates:
@@ -198,7 +209,7 @@ class CudaRunner:
         on_device = any(is_device_array(v) for v in input_values)
         inputs = [self._input(buffer, value, position) for position, (buffer, value)
                   in enumerate(zip(program.inputs, input_values))]
-        return self._results(self._execute(inputs), program.outputs, on_device)
+        return self._results(self._execute(inputs), program.outputs, on_device, inputs)
 
     # tj.function calls run_with_shared instead of __call__ (tracejit/runtime/function.py).
     keeps_shared_on_device = True
@@ -236,7 +247,7 @@ class CudaRunner:
             if id(array.owner) in user_owners:
                 new_values[number] = self._copy(array)  # never keep the caller's memory
         outputs = self._results(results[:n_outputs], program.outputs[:n_outputs], on_device,
-                                keep_apart=new_values)
+                                inputs, keep_apart=new_values)
         device = self.device
         for target, array in zip(update_targets, new_values):
             keep_on_device(target, device, array, _downloader(device, array),
@@ -251,6 +262,9 @@ class CudaRunner:
             values[buffer.index] = array
         flag = self._empty((1,), "int32")
         launched: list[ErrorSite] = []
+        # Values computed on the host (shape vectors, round-trip results), by buffer index:
+        # a later round trip or reshape reads them here instead of downloading them.
+        host_copies: dict[int, np.ndarray] = dict(self.host_constants)
         for number, step in enumerate(program.steps):
             if isinstance(step, ElementwiseLoop):
                 self._elementwise(self.module.launches[number], values, flag, launched)
@@ -260,32 +274,43 @@ class CudaRunner:
                 values[step.output.index] = _view(step, values[step.source.index])
             elif isinstance(step, ShapeVector):
                 shape = np.array(values[step.source.index].shape, dtype=np.int64)
+                host_copies[step.output.index] = shape
                 values[step.output.index] = self._upload(shape)
             elif isinstance(step, PythonCall):
                 kind = self.device_steps.get(number)
                 node = program.python_nodes[step.callback]
                 if kind is None:
-                    self._host_round_trip(step, values)
+                    self._host_round_trip(step, values, host_copies)
                 elif kind == "softmax":
                     self.rows.run(step, node, values, launched)
+                elif kind == "reshape":
+                    self.views.reshape(step, values, host_copies, launched)
+                elif kind == "subtensor":
+                    self.views.subtensor(step, node, values, host_copies)
                 else:
                     self.products.run(kind, step, node, values, launched)
             elif isinstance(step, Release):
                 values.pop(step.buffer.index, None)
+                host_copies.pop(step.buffer.index, None)
         self._synchronize(launched)
         return [values[buffer.index] for buffer in program.outputs]
 
     def _results(self, arrays: Sequence[DeviceArray], buffers: Sequence[Buffer],
-                 on_device: bool, keep_apart: Sequence[DeviceArray] = ()) -> list:
-        """Host copies of the outputs, or (``on_device``) device objects that alias no
-        input, constant, other output or ``keep_apart`` array."""
+                 on_device: bool, inputs: Sequence[DeviceArray],
+                 keep_apart: Sequence[DeviceArray] = ()) -> list:
+        """Host copies of the outputs, or (``on_device``) device objects that share no
+        memory with an input, a constant, another output or a ``keep_apart`` array.
+
+        Views (dimshuffles, reshapes) keep the memory's ``owner``: sharing an owner
+        is what makes a result a view of something that must stay apart."""
         if not on_device:
             return [self.to_host(array) for array in arrays]
+        taken = {id(a.owner) for a in [*inputs, *self.constants.values(), *keep_apart]}
         results: list[DeviceArray] = []
         for buffer, array in zip(buffers, arrays):
-            if buffer.origin in ("input", "constant", "view") or \
-                    any(r is array for r in results) or any(k is array for k in keep_apart):
+            if buffer.origin in ("input", "constant") or id(array.owner) in taken:
                 array = self._copy(array)
+            taken.add(id(array.owner))
             results.append(array)
         return [self.device.export(r) for r in results]
 
@@ -429,9 +454,12 @@ class CudaRunner:
             self._synchronize(launched)  # the partial buffer is freed on return
 
     # -- host round trips --------------------------------------------------------------------------
-    def _host_round_trip(self, step: PythonCall, values: dict[int, DeviceArray]) -> None:
-        """Copy the inputs to the host, run the node's reference, copy the results back."""
-        hosts = [self.to_host(values[b.index]) for b in step.inputs]
+    def _host_round_trip(self, step: PythonCall, values: dict[int, DeviceArray],
+                         host_copies: dict[int, np.ndarray]) -> None:
+        """Copy the inputs to the host (unless ``host_copies`` has them), run the node's
+        reference, copy the results back (keeping them in ``host_copies``)."""
+        hosts = [host_copies[b.index] if b.index in host_copies else self.to_host(values[b.index])
+                 for b in step.inputs]
         results = self.callbacks[step.callback](*hosts)
         for buffer, result in zip(step.outputs, results):
             result = np.asarray(result)
@@ -439,6 +467,7 @@ class CudaRunner:
                 raise TypeError(f"{step.site.op}: the reference returned a {result.ndim}-d "
                                 f"{result.dtype} array where a {buffer.ndim}-d {buffer.dtype} "
                                 f"one was expected{step.site.where}")
+            host_copies[buffer.index] = result
             values[buffer.index] = self._upload(result)
 
 

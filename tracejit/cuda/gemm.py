@@ -388,8 +388,12 @@ class DeviceProducts:
                 from exc
         launched.append(site)
 
-    def pack(self, array, order: Sequence[int], site: ErrorSite, launched: list):
-        """A C-contiguous copy of ``array`` with its dimensions in ``order`` (on the device)."""
+    def pack(self, array, order: Sequence[int], site: ErrorSite, launched: list,
+             temporary: bool = True):
+        """A C-contiguous copy of ``array`` with its dimensions in ``order`` (on the device).
+
+        A ``temporary`` copy is held until ``release_packed``, after the kernels reading
+        it; the caller keeps any other alive itself."""
         order = list(order)
         shape = [array.shape[d] for d in order]
         strides = [array.strides[d] for d in order]
@@ -409,5 +413,6 @@ class DeviceProducts:
         block = self.device.block_size
         grid = max(1, min(-(-total // block), self.device.max_blocks))
         runner._launch(self.pack_spec, grid, block, args, site, launched)
-        self._scratch.append(out)
+        if temporary:
+            self._scratch.append(out)
         return out

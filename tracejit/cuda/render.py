@@ -20,8 +20,8 @@ structure differs:
 
 Everything else in the program (views, shape vectors, matrix products
 through the device's gemm, nodes run by their reference) is executed by the
-host-side plan (tracejit/cuda/executor.py). A program with matrix products
-or softmax rows also gets one strided copy kernel (``CudaModule.pack``,
+host-side plan (tracejit/cuda/executor.py). A program with matrix products,
+softmax rows or reshapes also gets one strided copy kernel (``CudaModule.pack``,
 tracejit/cuda/gemm.py), and one with softmax rows the row kernels
 (``CudaModule.softmax``, tracejit/cuda/rows.py).
 
@@ -43,6 +43,7 @@ from tracejit.codegen.kernel_ir import ElementwiseLoop, KernelProgram, ReduceLoo
 from tracejit.cuda.gemm import gemm_steps, pack_kernel
 from tracejit.cuda.prelude import cuda_prelude
 from tracejit.cuda.rows import softmax_kernels, softmax_steps
+from tracejit.cuda.views import view_steps
 
 _WRAPPING = {"add": "+", "sub": "-", "mul": "*"}
 _COMBINE = {"sum": "a + b", "prod": "a * b", "all": "a && b", "any": "a || b",
@@ -139,7 +140,7 @@ class CudaRenderer:
                 self.launches[number] = ReduceLaunch(kernel, combine, step)
         pack, softmax = None, {}
         has_rows = bool(softmax_steps(self.program))
-        if has_rows or gemm_steps(self.program):
+        if has_rows or gemm_steps(self.program) or view_steps(self.program):
             text, pack = pack_kernel(f"{self.prefix}_pack")
             self.texts.append(text)
             self.kernels.append(pack)

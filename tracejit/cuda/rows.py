@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from tracejit.codegen.kernel_ir import KernelProgram, PythonCall
+from tracejit.cuda.views import c_ordered
 from tracejit.ops.nnet import Softmax
 
 ROW_DTYPES = {"float32": ("float", "double"), "float64": ("double", "double")}
@@ -71,7 +72,7 @@ class DeviceRows:
         order = [d for d in range(ndim) if d != axis] + [axis]
         n = shape[axis]
         rows = math.prod(shape) // n if n else 0
-        if rows and not _in_contiguous_rows(x, axis):
+        if rows and not (axis == ndim - 1 and c_ordered(x)):
             x = self.products.pack(x, order, site, launched)
         out = runner._empty([shape[d] for d in order], x.dtype.name)
         if rows:
@@ -86,17 +87,3 @@ class DeviceRows:
         for position, d in enumerate(order):
             strides[d] = out.strides[position]
         values[step.outputs[0].index] = replace(out, shape=tuple(shape), strides=tuple(strides))
-
-
-def _in_contiguous_rows(array, axis: int) -> bool:
-    """Whether ``array`` is C-contiguous with ``axis`` last (rows of n elements, one after
-    another), so the row kernel can read it in place."""
-    item = array.dtype.itemsize
-    if axis != len(array.shape) - 1:
-        return False
-    expected = item
-    for length, stride in zip(reversed(array.shape), reversed(array.strides)):
-        if length != 1 and stride != expected:
-            return False
-        expected *= length
-    return True
