@@ -227,3 +227,14 @@ def test_divergent_syncthreads_is_reported_not_hung():
     out = np.zeros(1, dtype=np.int8)
     with pytest.raises(ShimError, match="never all reached a barrier"):
         library.launch(divergent, 1, 4, [out.ctypes.data])
+
+
+def test_short_reductions_launch_one_warp_per_block():
+    x = T.dmatrix("x")
+    fgraph = FunctionGraph([x], [T.sum(x, axis=1)], clone=False)
+    device = EmulatedDevice(block_size=256, max_blocks=4)
+    runner = cuda_runner(fgraph, "FAST_RUN", device=device)
+    for columns, block in [(1, 32), (40, 64), (1000, 256)]:
+        value = np.arange(3.0 * columns).reshape(3, columns)
+        np.testing.assert_allclose(runner([value])[0], value.sum(axis=1), rtol=1e-12)
+        assert device.launches[-1][2] == block

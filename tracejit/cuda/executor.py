@@ -428,7 +428,9 @@ class CudaRunner:
         if n_out == 0:
             return
         device = self.device
-        block = device.block_size
+        # A block per output: short reductions (a sum over a length-1 axis only known at
+        # run time) take one warp per block rather than idling a full block.
+        block = min(device.block_size, max(32, 1 << max(n_reduced - 1, 0).bit_length()))
         chunks = 1
         if n_out < device.reduce_blocks and n_reduced > block:
             chunks = max(1, min(-(-n_reduced // block), device.reduce_blocks // n_out))
