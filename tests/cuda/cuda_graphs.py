@@ -106,3 +106,11 @@ def softmax_graph(dtype: str) -> FunctionGraph:
     x = TensorType(dtype, (False, False, False))("x")
     outputs = [op(x, axis=axis) for op in (T.softmax, T.log_softmax) for axis in range(3)]
     return FunctionGraph([x], outputs, clone=False)
+
+
+def inc_subtensor_graph(dtype: str) -> FunctionGraph:
+    """set_subtensor and inc_subtensor through basic indices (the strided update kernels)."""
+    x = TensorType(dtype, (False, False))("x")
+    y = TensorType(dtype, (False,))("y")
+    outputs = [T.inc_subtensor(x[1:, ::2], y), T.set_subtensor(x[0], y)]
+    return FunctionGraph([x, y], outputs, clone=False)

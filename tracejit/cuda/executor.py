@@ -5,9 +5,10 @@ kernels of tracejit/cuda/render.py; the shapes, the broadcast check and the
 aligned operand strides are computed here, at run time, exactly as the C
 backend's entry point does (``tj_broadcast``/``tj_align``). Views and
 shape vectors need no kernel; nor do reshapes and basic indexing, which
-are views too (tracejit/cuda/views.py). Softmax rows have their own kernels
-(tracejit/cuda/rows.py). Other nodes without a device kernel (``PythonCall``
-and ``OpKernel`` steps: advanced indexing, IncSubtensor, convolution...)
+are views too (tracejit/cuda/views.py). Softmax rows and basic
+IncSubtensor have their own kernels (tracejit/cuda/rows.py,
+tracejit/cuda/inc_subtensor.py). Other nodes without a device kernel
+(``PythonCall`` and ``OpKernel`` steps: advanced indexing, convolution...)
 make a host round trip: their inputs are copied to the host, the node's
 NumPy reference runs, its outputs are copied back. That is correct but
 slow; it is what ``reference_nodes`` lists. Values computed on the host
@@ -48,6 +49,7 @@ from tracejit.codegen.kernel_ir import (
     Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, PythonCall, ReduceLoop,
     Release, ShapeVector)
 from tracejit.cuda.gemm import DeviceProducts, GemmCall, gemm_steps
+from tracejit.cuda.inc_subtensor import DeviceIncSubtensor, inc_subtensor_steps
 from tracejit.cuda.interface import is_device_array, read_layout
 from tracejit.cuda.render import CudaModule, ElementwiseLaunch, KernelSpec, ReduceLaunch
 from tracejit.cuda.rows import DeviceRows, softmax_steps
@@ -144,7 +146,9 @@ class CudaRunner:
         self.products = DeviceProducts(self, module.pack)
         self.rows = DeviceRows(self, self.products, module.softmax)
         self.views = DeviceViews(self, self.products)
-        self.device_steps: dict[int, str] = {**softmax_steps(program), **view_steps(program)}
+        self.updates = DeviceIncSubtensor(self, module.update)
+        self.device_steps: dict[int, str] = {**softmax_steps(program), **view_steps(program),
+                                             **inc_subtensor_steps(program)}
         self.round_trip_notes: list[str] = []
         candidates = gemm_steps(program)
         if candidates:
@@ -287,6 +291,9 @@ class CudaRunner:
                     self.views.reshape(step, values, host_copies, launched)
                 elif kind == "subtensor":
                     self.views.subtensor(step, node, values, host_copies)
+                elif kind == "inc_subtensor":
+                    if not self.updates.run(step, node, values, host_copies, launched):
+                        self._host_round_trip(step, values, host_copies)
                 else:
                     self.products.run(kind, step, node, values, launched)
             elif isinstance(step, Release):

@@ -22,8 +22,10 @@ Everything else in the program (views, shape vectors, matrix products
 through the device's gemm, nodes run by their reference) is executed by the
 host-side plan (tracejit/cuda/executor.py). A program with matrix products,
 softmax rows or reshapes also gets one strided copy kernel (``CudaModule.pack``,
-tracejit/cuda/gemm.py), and one with softmax rows the row kernels
-(``CudaModule.softmax``, tracejit/cuda/rows.py).
+tracejit/cuda/gemm.py), one with softmax rows the row kernels
+(``CudaModule.softmax``, tracejit/cuda/rows.py), and one with basic
+IncSubtensor steps the strided update kernels (``CudaModule.update``,
+tracejit/cuda/inc_subtensor.py).
 
 Kernel parameters are plain scalars and pointers (``KernelSpec.params``),
 so a launch needs no struct packing, whichever driver binding makes it.
@@ -41,6 +43,7 @@ from tracejit.codegen.c_prelude import C_TYPES
 from tracejit.codegen.c_render import BodyRenderer, _reduction_parts
 from tracejit.codegen.kernel_ir import ElementwiseLoop, KernelProgram, ReduceLoop, ScalarStep
 from tracejit.cuda.gemm import gemm_steps, pack_kernel
+from tracejit.cuda.inc_subtensor import update_kernels
 from tracejit.cuda.prelude import cuda_prelude
 from tracejit.cuda.rows import softmax_kernels, softmax_steps
 from tracejit.cuda.views import view_steps
@@ -89,6 +92,9 @@ class CudaModule:
     pack: KernelSpec | None = None
     # dtype -> the softmax row kernel (tracejit/cuda/rows.py), in programs with Softmax.
     softmax: dict[str, KernelSpec] = field(default_factory=dict)
+    # dtype -> the strided update kernel (tracejit/cuda/inc_subtensor.py), in programs
+    # with basic IncSubtensor steps.
+    update: dict[str, KernelSpec] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -148,8 +154,12 @@ class CudaRenderer:
             text, softmax = softmax_kernels(self.prefix)
             self.texts.append(text)
             self.kernels.extend(softmax.values())
+        text, update = update_kernels(self.program, self.prefix)
+        if update:
+            self.texts.append(text)
+            self.kernels.extend(update.values())
         return CudaModule(self.program, "\n\n".join(self.texts), self.kernels, self.launches,
-                          pack, softmax)
+                          pack, softmax, update)
 
     def _emit(self, spec: KernelSpec, body: list[str]) -> KernelSpec:
         params = ", ".join(f"{ctype} {name}" for ctype, name in spec.params)

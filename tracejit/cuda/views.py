@@ -88,17 +88,8 @@ class DeviceViews:
     def subtensor(self, step: PythonCall, node, values: dict, host_copies: dict) -> None:
         x = values[step.inputs[0].index]
         index_values = [self._host_value(b, values, host_copies) for b in step.inputs[1:]]
-        buffer = np.empty(1, np.uint8)
-        # Byte strides: the stand-in's item size plays no part in a basic index.
-        stand_in = np.lib.stride_tricks.as_strided(buffer, shape=x.shape, strides=x.strides,
-                                                   writeable=False)
-        try:
-            view = stand_in[numpy_index(node.op.spec, index_values) + (Ellipsis,)]
-        except IndexError as exc:
-            raise IndexOutOfBoundsError(f"{step.site.op}: {exc}{step.site.where}") from None
-        offset = view.__array_interface__["data"][0] - buffer.__array_interface__["data"][0]
         out = step.outputs[0].index
-        values[out] = replace(x, ptr=x.ptr + offset, shape=view.shape, strides=view.strides)
+        values[out] = basic_view(x, node.op.spec, index_values, step.site)
         if step.inputs[0].index in host_copies:  # a shape entry: keep it readable on the host
             host = host_copies[step.inputs[0].index]
             host_copies[out] = host[numpy_index(node.op.spec, index_values) + (Ellipsis,)]
@@ -109,6 +100,21 @@ class DeviceViews:
             return runner._upload(runner.to_host(x))
         # The copy becomes the reshaped value, not a temporary of this step.
         return self.products.pack(x, range(len(x.shape)), site, launched, temporary=False)
+
+
+def basic_view(array, spec: tuple, index_values, site):
+    """The view of device ``array`` a basic index (``Subtensor`` spec and its symbolic
+    values) selects, or IndexError naming the op and the user's line."""
+    buffer = np.empty(1, np.uint8)
+    # Byte strides: the stand-in's item size plays no part in a basic index.
+    stand_in = np.lib.stride_tricks.as_strided(buffer, shape=array.shape, strides=array.strides,
+                                               writeable=False)
+    try:
+        view = stand_in[numpy_index(spec, index_values) + (Ellipsis,)]
+    except IndexError as exc:
+        raise IndexOutOfBoundsError(f"{site.op}: {exc}{site.where}") from None
+    offset = view.__array_interface__["data"][0] - buffer.__array_interface__["data"][0]
+    return replace(array, ptr=array.ptr + offset, shape=view.shape, strides=view.strides)
 
 
 def c_ordered(array) -> bool:

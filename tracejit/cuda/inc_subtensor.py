@@ -1,0 +1,150 @@
+"""set_subtensor / inc_subtensor with basic indices on the device.
+
+Gradients of slices are IncSubtensor nodes (``zeros_like(x)`` with the
+slice's gradient added in), so a training step that slices its inputs has
+them on every call; without this each one copies both tensors to the host
+and back.
+
+The result is a fresh C-ordered copy of ``x`` with ``y`` written or added
+into the selection. Both moves are the same strided kernel, one per dtype:
+``dst[i] = src[i]`` or ``dst[i] += src[i]`` over an up to 8-d shape with
+byte strides for each side (0 where ``src`` broadcasts). A basic index never
+selects one element twice, so the additions cannot race. The selection is
+computed as in tracejit/cuda/views.py; integer additions wrap, as NumPy's
+do, through unsigned arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tracejit.codegen.c_prelude import C_TYPES
+from tracejit.codegen.kernel_ir import KernelProgram, PythonCall
+from tracejit.cuda.views import basic_view
+from tracejit.ops.indexing import IncSubtensor
+
+UPDATE_MAX_DIMS = 8  # more dimensions: the node keeps its host round trip
+
+
+def inc_subtensor_steps(program: KernelProgram) -> dict[int, str]:
+    """Step number -> "inc_subtensor", for the basic IncSubtensor steps of ``program``."""
+    found = {}
+    for number, step in enumerate(program.steps):
+        if isinstance(step, PythonCall):
+            node = program.python_nodes[step.callback]
+            if isinstance(node.op, IncSubtensor) and not node.op.advanced and \
+                    node.outputs[0].type.dtype in C_TYPES:
+                found[number] = "inc_subtensor"
+    return found
+
+
+def update_kernels(program: KernelProgram, prefix: str) -> tuple[str, dict[str, Any]]:
+    """The strided update kernels of the dtypes ``program``'s IncSubtensor steps use:
+    (source text, dtype -> KernelSpec)."""
+    from tracejit.cuda.render import KernelSpec
+    dims = range(UPDATE_MAX_DIMS)
+    params = [("int64_t", "n"), ("int64_t", "nd"), ("int", "add"), ("char *", "dst"),
+              ("const char *", "src")]
+    params += [("int64_t", f"{kind}{d}") for kind in ("shape", "dst_st", "src_st") for d in dims]
+    signature = ", ".join(f"{ctype} {name}" for ctype, name in params)
+    dtypes = sorted({program.python_nodes[program.steps[n].callback].outputs[0].type.dtype
+                     for n in inc_subtensor_steps(program)})
+    texts, specs = [], {}
+    for dtype in dtypes:
+        ctype = C_TYPES[dtype]
+        kind = np.dtype(dtype).kind
+        if kind in "iu":
+            unsigned = "uint64_t" if np.dtype(dtype).itemsize == 8 else "uint32_t"
+            added = f"({ctype})(({unsigned})*target + ({unsigned})value)"
+        elif kind == "b":
+            added = "(bool_t)(*target || value)"
+        else:
+            added = "*target + value"
+        name = f"{prefix}_update_{dtype}"
+        texts.append("\n".join([
+            f'extern "C" __global__ void {name}({signature}) {{',
+            *(f"    const int64_t {kind_}[{UPDATE_MAX_DIMS}] = "
+              f"{{{', '.join(f'{kind_}{d}' for d in dims)}}};"
+              for kind_ in ("shape", "dst_st", "src_st")),
+            "    const int64_t step = (int64_t)blockDim.x * gridDim.x;",
+            "    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; "
+            "i += step) {",
+            "        int64_t rest = i, to = 0, from = 0;",
+            "        for (int64_t d = nd - 1; d >= 0; d--) {",
+            "            const int64_t position = rest % shape[d];",
+            "            to += position * dst_st[d];",
+            "            from += position * src_st[d];",
+            "            rest /= shape[d];",
+            "        }",
+            f"        {ctype} *target = ({ctype} *)(dst + to);",
+            f"        const {ctype} value = *(const {ctype} *)(src + from);",
+            f"        *target = add ? {added} : value;",
+            "    }",
+            "}"]))
+        specs[dtype] = KernelSpec(name, tuple(params))
+    return "\n\n".join(texts), specs
+
+
+def _source_strides(y_shape: tuple, y_strides: tuple, target: tuple, site) -> list[int]:
+    """``y``'s byte strides read over ``target`` (NumPy's assignment broadcasting: leading
+    length-1 dimensions dropped, length 1 repeated), or NumPy's ValueError."""
+    shape, strides = list(y_shape), list(y_strides)
+    while len(shape) > len(target) and shape[0] == 1:
+        shape.pop(0)
+        strides.pop(0)
+    problem = len(shape) > len(target)
+    aligned = [0] * (len(target) - len(shape))
+    for length, stride, wanted in zip(shape, strides, target[len(target) - len(shape):]):
+        problem = problem or length not in (1, wanted)
+        aligned.append(0 if length == 1 else stride)
+    if problem:
+        raise ValueError(f"{site.op}: could not broadcast input array from shape "
+                         f"{tuple(y_shape)} into shape {tuple(target)}{site.where}")
+    return aligned
+
+
+class DeviceIncSubtensor:
+    """The basic IncSubtensor steps of one CudaRunner."""
+
+    def __init__(self, runner, specs: dict[str, Any]) -> None:
+        self.runner = runner
+        self.specs = specs
+
+    def run(self, step: PythonCall, node, values: dict, host_copies: dict,
+            launched: list) -> bool:
+        """Compute the step on the device; False (nothing done) above UPDATE_MAX_DIMS."""
+        runner = self.runner
+        x, y = (values[b.index] for b in step.inputs[:2])
+        if len(x.shape) > UPDATE_MAX_DIMS:
+            return False
+        out = runner._empty(x.shape, x.dtype.name)
+        self._launch(out, x, x.shape, x.strides, False, step.site, launched)
+        index_values = [host_copies[b.index] if b.index in host_copies
+                        else runner.to_host(values[b.index]) for b in step.inputs[2:]]
+        selection = basic_view(out, node.op.spec, index_values, step.site)
+        if len(selection.shape) > UPDATE_MAX_DIMS:
+            return False
+        source = _source_strides(y.shape, y.strides, selection.shape, step.site)
+        self._launch(selection, y, selection.shape, source, not node.op.set_instead_of_inc,
+                     step.site, launched)
+        values[step.outputs[0].index] = out
+        return True
+
+    def _launch(self, dst, src, shape, src_strides, add: bool, site, launched: list) -> None:
+        total = math.prod(shape)
+        if total == 0:
+            return
+        args = {"n": total, "nd": len(shape), "add": int(add), "dst": dst.ptr, "src": src.ptr}
+        for d in range(UPDATE_MAX_DIMS):
+            inside = d < len(shape)
+            args[f"shape{d}"] = shape[d] if inside else 1
+            args[f"dst_st{d}"] = dst.strides[d] if inside else 0
+            args[f"src_st{d}"] = src_strides[d] if inside else 0
+        device = self.runner.device
+        grid = max(1, min(-(-total // device.block_size), device.max_blocks))
+        self.runner._launch(self.specs[dst.dtype.name], grid, device.block_size, args, site,
+                            launched)
+
