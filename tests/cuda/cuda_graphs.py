@@ -114,3 +114,13 @@ def inc_subtensor_graph(dtype: str) -> FunctionGraph:
     y = TensorType(dtype, (False,))("y")
     outputs = [T.inc_subtensor(x[1:, ::2], y), T.set_subtensor(x[0], y)]
     return FunctionGraph([x, y], outputs, clone=False)
+
+
+def gather_graph(dtype: str) -> FunctionGraph:
+    """Gathers through index arrays, and (float dtypes) their scatter-adds."""
+    x = TensorType(dtype, (False, False))("x")
+    rows, columns = T.lvector("rows"), T.lvector("columns")
+    outputs = [x[rows], x[rows, columns]]
+    if dtype in ("float32", "float64"):
+        outputs.append(T.inc_subtensor(x[rows], x[columns]))
+    return FunctionGraph([x, rows, columns], outputs, clone=False)

@@ -6,9 +6,10 @@ aligned operand strides are computed here, at run time, exactly as the C
 backend's entry point does (``tj_broadcast``/``tj_align``). Views and
 shape vectors need no kernel; nor do reshapes and basic indexing, which
 are views too (tracejit/cuda/views.py). Softmax rows and basic
-IncSubtensor have their own kernels (tracejit/cuda/rows.py,
-tracejit/cuda/inc_subtensor.py). Other nodes without a device kernel
-(``PythonCall`` and ``OpKernel`` steps: advanced indexing, convolution...)
+IncSubtensor and integer-array gathers and scatter-adds have their own
+kernels (tracejit/cuda/rows.py, inc_subtensor.py, gather.py). Other nodes
+without a device kernel (``PythonCall`` and ``OpKernel`` steps: other
+advanced indexing, convolution...)
 make a host round trip: their inputs are copied to the host, the node's
 NumPy reference runs, its outputs are copied back. That is correct but
 slow; it is what ``reference_nodes`` lists. Values computed on the host
@@ -49,6 +50,7 @@ from tracejit.codegen.kernel_ir import (
     Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, PythonCall, ReduceLoop,
     Release, ShapeVector)
 from tracejit.cuda.gemm import DeviceProducts, GemmCall, gemm_steps
+from tracejit.cuda.gather import DeviceGathers, gather_steps
 from tracejit.cuda.inc_subtensor import DeviceIncSubtensor, inc_subtensor_steps
 from tracejit.cuda.interface import is_device_array, read_layout
 from tracejit.cuda.render import CudaModule, ElementwiseLaunch, KernelSpec, ReduceLaunch
@@ -147,8 +149,10 @@ class CudaRunner:
         self.rows = DeviceRows(self, self.products, module.softmax)
         self.views = DeviceViews(self, self.products)
         self.updates = DeviceIncSubtensor(self, module.update)
+        self.gathers = DeviceGathers(self, module.gather)
         self.device_steps: dict[int, str] = {**softmax_steps(program), **view_steps(program),
-                                             **inc_subtensor_steps(program)}
+                                             **inc_subtensor_steps(program),
+                                             **gather_steps(program)}
         self.round_trip_notes: list[str] = []
         candidates = gemm_steps(program)
         if candidates:
@@ -293,6 +297,10 @@ class CudaRunner:
                     self.views.subtensor(step, node, values, host_copies)
                 elif kind == "inc_subtensor":
                     if not self.updates.run(step, node, values, host_copies, launched):
+                        self._host_round_trip(step, values, host_copies)
+                elif kind in ("gather", "scatter_add"):
+                    # An index out of range: the reference raises NumPy's IndexError.
+                    if not self.gathers.run(kind, step, node, values, flag, launched):
                         self._host_round_trip(step, values, host_copies)
                 else:
                     self.products.run(kind, step, node, values, launched)

@@ -50,8 +50,11 @@ def update_kernels(program: KernelProgram, prefix: str) -> tuple[str, dict[str, 
               ("const char *", "src")]
     params += [("int64_t", f"{kind}{d}") for kind in ("shape", "dst_st", "src_st") for d in dims]
     signature = ", ".join(f"{ctype} {name}" for ctype, name in params)
+    from tracejit.cuda.gather import gather_steps
+    # Scatter-adds (tracejit/cuda/gather.py) start from a copy made by these kernels too.
+    scatters = [n for n, kind in gather_steps(program).items() if kind == "scatter_add"]
     dtypes = sorted({program.python_nodes[program.steps[n].callback].outputs[0].type.dtype
-                     for n in inc_subtensor_steps(program)})
+                     for n in [*inc_subtensor_steps(program), *scatters]})
     texts, specs = [], {}
     for dtype in dtypes:
         ctype = C_TYPES[dtype]
@@ -121,7 +124,7 @@ class DeviceIncSubtensor:
         if len(x.shape) > UPDATE_MAX_DIMS:
             return False
         out = runner._empty(x.shape, x.dtype.name)
-        self._launch(out, x, x.shape, x.strides, False, step.site, launched)
+        self.copy_into(out, x, step.site, launched)
         index_values = [host_copies[b.index] if b.index in host_copies
                         else runner.to_host(values[b.index]) for b in step.inputs[2:]]
         selection = basic_view(out, node.op.spec, index_values, step.site)
@@ -132,6 +135,10 @@ class DeviceIncSubtensor:
                      step.site, launched)
         values[step.outputs[0].index] = out
         return True
+
+    def copy_into(self, dst, src, site, launched: list) -> None:
+        """Copy ``src`` into ``dst`` (same shape and dtype, any strides) on the device."""
+        self._launch(dst, src, src.shape, src.strides, False, site, launched)
 
     def _launch(self, dst, src, shape, src_strides, add: bool, site, launched: list) -> None:
         total = math.prod(shape)

@@ -25,7 +25,8 @@ softmax rows or reshapes also gets one strided copy kernel (``CudaModule.pack``,
 tracejit/cuda/gemm.py), one with softmax rows the row kernels
 (``CudaModule.softmax``, tracejit/cuda/rows.py), and one with basic
 IncSubtensor steps the strided update kernels (``CudaModule.update``,
-tracejit/cuda/inc_subtensor.py).
+tracejit/cuda/inc_subtensor.py); gathers and scatter-adds through index
+arrays have theirs (``CudaModule.gather``, tracejit/cuda/gather.py).
 
 Kernel parameters are plain scalars and pointers (``KernelSpec.params``),
 so a launch needs no struct packing, whichever driver binding makes it.
@@ -43,6 +44,7 @@ from tracejit.codegen.c_prelude import C_TYPES
 from tracejit.codegen.c_render import BodyRenderer, _reduction_parts
 from tracejit.codegen.kernel_ir import ElementwiseLoop, KernelProgram, ReduceLoop, ScalarStep
 from tracejit.cuda.gemm import gemm_steps, pack_kernel
+from tracejit.cuda.gather import gather_kernels
 from tracejit.cuda.inc_subtensor import update_kernels
 from tracejit.cuda.prelude import cuda_prelude
 from tracejit.cuda.rows import softmax_kernels, softmax_steps
@@ -95,6 +97,8 @@ class CudaModule:
     # dtype -> the strided update kernel (tracejit/cuda/inc_subtensor.py), in programs
     # with basic IncSubtensor steps.
     update: dict[str, KernelSpec] = field(default_factory=dict)
+    # "gather<item size>" / "scatter_<dtype>" -> kernel (tracejit/cuda/gather.py).
+    gather: dict[str, KernelSpec] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -158,8 +162,12 @@ class CudaRenderer:
         if update:
             self.texts.append(text)
             self.kernels.extend(update.values())
+        text, gather = gather_kernels(self.program, self.prefix)
+        if gather:
+            self.texts.append(text)
+            self.kernels.extend(gather.values())
         return CudaModule(self.program, "\n\n".join(self.texts), self.kernels, self.launches,
-                          pack, softmax, update)
+                          pack, softmax, update, gather)
 
     def _emit(self, spec: KernelSpec, body: list[str]) -> KernelSpec:
         params = ", ".join(f"{ctype} {name}" for ctype, name in spec.params)

@@ -162,6 +162,12 @@ static inline int atomicOr(int *address, int value) {
     *address = old | value;
     return old;
 }
+/* Emulated threads switch only at barriers, so a read-modify-write is atomic. */
+template <class T> static inline T atomicAdd(T *address, T value) {
+    T old = *address;
+    *address = old + value;
+    return old;
+}
 """
 
 _ARG_TYPES = {"int64_t": ctypes.c_int64, "int": ctypes.c_int}
