@@ -17,15 +17,8 @@ import pytest
 import tracejit as tj
 import tracejit.tensor as T
 from tracejit.cuda.interface import is_device_array, read_layout
-from tracejit.cuda.shim import EmulatedDevice, EmulatedDeviceArray
+from tracejit.cuda.shim import EmulatedDeviceArray
 
-
-@pytest.fixture
-def device(monkeypatch):
-    import tracejit.cuda.runtime as runtime
-    emulated = EmulatedDevice(block_size=16, max_blocks=4)
-    monkeypatch.setattr(runtime, "default_device", lambda: emulated)
-    return emulated
 
 
 def _on_host(value) -> np.ndarray:

@@ -361,13 +361,6 @@ def test_missing_cublas_is_one_clear_error(monkeypatch):
 
 # -- shared variables on the device -------------------------------------------------------------
 
-@pytest.fixture
-def device(monkeypatch):
-    import tracejit.cuda.runtime as runtime
-    emulated = EmulatedDevice(block_size=16, max_blocks=4)
-    monkeypatch.setattr(runtime, "default_device", lambda: emulated)
-    return emulated
-
 
 def _sgd(device_name: str):
     rng = np.random.default_rng(7)

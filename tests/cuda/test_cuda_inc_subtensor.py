@@ -8,15 +8,7 @@ import pytest
 
 import tracejit as tj
 import tracejit.tensor as T
-from tracejit.cuda.shim import EmulatedDevice
 
-
-@pytest.fixture
-def device(monkeypatch):
-    import tracejit.cuda.runtime as runtime
-    emulated = EmulatedDevice(block_size=16, max_blocks=3)
-    monkeypatch.setattr(runtime, "default_device", lambda: emulated)
-    return emulated
 
 
 def _updates_on_device(function) -> None:

@@ -200,26 +200,27 @@ def declare_signatures(library: ctypes.CDLL) -> ctypes.CDLL:
     return library
 
 
+def _first_loadable(directories, errors: list[str]) -> ctypes.CDLL | None:
+    """cuBLAS from the first of ``directories`` that has a loadable copy; failures are
+    appended to ``errors``."""
+    for directory in directories:
+        try:
+            library = _load_from(directory)
+        except OSError as exc:
+            errors.append(f"{directory}: {exc}")
+            continue
+        if library is not None:
+            return library
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def load_cublas() -> ctypes.CDLL:
     """The cuBLAS library with the entry points' argument types set (cached)."""
-    errors = []
-    library = _load_through_pathfinder()
-    for directory in ([] if library else wheel_library_dirs()):
-        try:
-            library = _load_from(directory)
-        except OSError as exc:
-            errors.append(f"{directory}: {exc}")
-        if library is not None:
-            break
-    library = library or _load_through_cupy() or _load_by_soname()
-    for directory in ([] if library else toolkit_library_dirs()):
-        try:
-            library = _load_from(directory)
-        except OSError as exc:
-            errors.append(f"{directory}: {exc}")
-        if library is not None:
-            break
+    errors: list[str] = []
+    library = _load_through_pathfinder() or _first_loadable(wheel_library_dirs(), errors) or \
+        _load_through_cupy() or _load_by_soname() or \
+        _first_loadable(toolkit_library_dirs(), errors)
     if library is None:
         detail = f" ({'; '.join(errors)})" if errors else ""
         raise CublasUnavailableError(
