@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 from tracejit.codegen.cache import (
     COMMAND_FILE, MODULE_FILE, SOURCE_FILE, TRACEJIT_VERSION, DiskCache, cache_key,
     loaded_modules)
+from tracejit.codegen.cores import affinity_cores, usable_cores
 from tracejit.codegen.toolchain import (
     CompilerNotFoundError, Toolchain, compile_flags, detect_toolchain)
 from tracejit.config import config
@@ -25,6 +26,14 @@ from tracejit.config import config
 # spinning, 1.5 ms sleeping). libgomp reads this when the first generated
 # module loads it, so it is set before any load; a user's setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# libgomp starts a thread per core of the affinity mask, whatever a container's
+# CPU quota (tracejit/codegen/cores.py); under a quota it gets the quota instead,
+# set before any module loads libgomp. A user's OMP_NUM_THREADS wins.
+OMP_THREADS_FROM_QUOTA = "OMP_NUM_THREADS" not in os.environ and \
+    usable_cores() < affinity_cores()
+if OMP_THREADS_FROM_QUOTA:
+    os.environ["OMP_NUM_THREADS"] = str(usable_cores())
 
 __all__ = ["CompileError", "CompilerNotFoundError", "build_extension", "load_extension"]
 

@@ -77,22 +77,21 @@ def ensure_blas_threads() -> None:
     """Give BLAS one thread per usable core, once per process.
 
     OpenBLAS counts the machine's cores, not the ones this process may use
-    (taskset, container quotas). An explicit OPENBLAS_NUM_THREADS or
-    OMP_NUM_THREADS is left alone.
+    (taskset, container quotas: tracejit/codegen/cores.py). An explicit
+    OPENBLAS_NUM_THREADS or OMP_NUM_THREADS of the user's is left alone.
     """
     global _threads_set
     if _threads_set:
         return
     _threads_set = True
-    if os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS"):
+    from tracejit.codegen.build import OMP_THREADS_FROM_QUOTA
+    if os.environ.get("OPENBLAS_NUM_THREADS") or \
+            (os.environ.get("OMP_NUM_THREADS") and not OMP_THREADS_FROM_QUOTA):
         return
-    try:
-        count = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        count = os.cpu_count() or 1
     from tracejit.codegen.blas import set_blas_threads
+    from tracejit.codegen.cores import usable_cores
     try:
-        set_blas_threads(max(1, count))
+        set_blas_threads(usable_cores())
     except OSError:
         pass  # the library could not be loaded here; modules will fail to load instead
 
