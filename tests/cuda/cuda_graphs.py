@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import tracejit as tj
 import tracejit.tensor as T
 from tracejit.graph.fgraph import FunctionGraph
 from tracejit.graph.type import TensorType
@@ -124,3 +125,11 @@ def gather_graph(dtype: str) -> FunctionGraph:
     if dtype in ("float32", "float64"):
         outputs.append(T.inc_subtensor(x[rows], x[columns]))
     return FunctionGraph([x, rows, columns], outputs, clone=False)
+
+
+def conv_graph(dtype: str) -> FunctionGraph:
+    """conv2d (strided, padded) and its gradients: patch gathers, gemms, allocs."""
+    x = TensorType(dtype, (False,) * 4)("x")
+    w = TensorType(dtype, (False,) * 4)("w")
+    out = T.conv2d(x, w, border_mode="half", subsample=(2, 1))
+    return FunctionGraph([x, w], [out, *tj.grad((out ** 2).sum(), [x, w])], clone=False)

@@ -19,14 +19,15 @@ import subprocess
 import pytest
 
 from tracejit.codegen.lower import lower_graph
-from tracejit.cuda.render import cuda_source, render_cuda
+from tracejit.cuda.conv import conv_steps
 from tracejit.cuda.gather import gather_steps
-from tracejit.cuda.inc_subtensor import inc_subtensor_steps
+from tracejit.cuda.render import cuda_source, render_cuda
 from tracejit.cuda.rows import softmax_steps
+from tracejit.cuda.strided_writes import alloc_steps, inc_subtensor_steps
 from tracejit.cuda.views import view_steps
 
-from cuda_graphs import (DTYPES, elementwise_graph, gather_graph, inc_subtensor_graph,
-                         reduction_graph, softmax_graph)
+from cuda_graphs import (DTYPES, conv_graph, elementwise_graph, gather_graph,
+                         inc_subtensor_graph, reduction_graph, softmax_graph)
 
 NVCC = shutil.which("nvcc")
 NVCC_FLAGS = ["-arch=sm_90", "-std=c++17", "-Werror", "all-warnings"]
@@ -45,13 +46,14 @@ def _modules(dtypes):
         if dtype in ("float32", "float64"):
             modules.append(render_cuda(lower_graph(softmax_graph(dtype)),
                                        prefix=f"softmax_{dtype}"))
+            modules.append(render_cuda(lower_graph(conv_graph(dtype)), prefix=f"conv_{dtype}"))
     return modules
 
 
 def _on_device(program) -> set[int]:
     """The reference nodes that run as device kernels of their own, not round trips."""
     steps = {**softmax_steps(program), **inc_subtensor_steps(program), **view_steps(program),
-             **gather_steps(program)}
+             **gather_steps(program), **alloc_steps(program), **conv_steps(program)}
     return {program.steps[n].callback for n in steps}
 
 
@@ -66,7 +68,7 @@ def test_every_row_and_reduction_is_rendered_as_a_kernel():
     modules = _modules(DTYPES)
     for module in modules:
         loops = (len(module.launches) + len(module.softmax) + len(module.update) +
-                 len(module.gather))
+                 len(module.gather) + len(module.im2col))
         assert loops and len(module.kernels) >= loops
         # Nothing of these graphs runs through a host round trip (float16 aside).
         python_nodes = [n for i, n in enumerate(module.program.python_nodes)
@@ -93,6 +95,7 @@ def test_float_kernels_compile_to_ptx(tmp_path):
     assert ".visible .entry softmax_float32_softmax_float32" in ptx
     assert ".visible .entry inc_subtensor_float64_update_float64" in ptx
     assert ".visible .entry gather_float64_scatter_float64" in ptx
+    assert ".visible .entry conv_float32_im2col_float32" in ptx
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not installed")

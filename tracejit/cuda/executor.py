@@ -7,9 +7,10 @@ backend's entry point does (``tj_broadcast``/``tj_align``). Views and
 shape vectors need no kernel; nor do reshapes and basic indexing, which
 are views too (tracejit/cuda/views.py). Softmax rows and basic
 IncSubtensor and integer-array gathers and scatter-adds have their own
-kernels (tracejit/cuda/rows.py, inc_subtensor.py, gather.py). Other nodes
-without a device kernel (``PythonCall`` and ``OpKernel`` steps: other
-advanced indexing, convolution...)
+kernels (tracejit/cuda/rows.py, strided_writes.py, gather.py), and conv2d
+is a patch gather and a gemm (conv.py). Other nodes without a device kernel
+(``PythonCall`` and ``OpKernel`` steps: other advanced indexing, integer
+products...)
 make a host round trip: their inputs are copied to the host, the node's
 NumPy reference runs, its outputs are copied back. That is correct but
 slow; it is what ``reference_nodes`` lists. Values computed on the host
@@ -50,8 +51,10 @@ from tracejit.codegen.kernel_ir import (
     Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, PythonCall, ReduceLoop,
     Release, ShapeVector)
 from tracejit.cuda.gemm import DeviceProducts, GemmCall, gemm_steps
+from tracejit.cuda.conv import DeviceConvolutions, conv_steps
 from tracejit.cuda.gather import DeviceGathers, gather_steps
-from tracejit.cuda.inc_subtensor import DeviceIncSubtensor, inc_subtensor_steps
+from tracejit.cuda.strided_writes import (
+    DeviceStridedWrites, alloc_steps, inc_subtensor_steps)
 from tracejit.cuda.interface import is_device_array, read_layout
 from tracejit.cuda.render import CudaModule, ElementwiseLaunch, KernelSpec, ReduceLaunch
 from tracejit.cuda.rows import DeviceRows, softmax_steps
@@ -148,13 +151,14 @@ class CudaRunner:
         self.products = DeviceProducts(self, module.pack)
         self.rows = DeviceRows(self, self.products, module.softmax)
         self.views = DeviceViews(self, self.products)
-        self.updates = DeviceIncSubtensor(self, module.update)
+        self.updates = DeviceStridedWrites(self, module.update)
         self.gathers = DeviceGathers(self, module.gather)
+        self.convolutions = DeviceConvolutions(self, self.products, module.im2col)
         self.device_steps: dict[int, str] = {**softmax_steps(program), **view_steps(program),
                                              **inc_subtensor_steps(program),
-                                             **gather_steps(program)}
+                                             **alloc_steps(program), **gather_steps(program)}
         self.round_trip_notes: list[str] = []
-        candidates = gemm_steps(program)
+        candidates = {**gemm_steps(program), **conv_steps(program)}
         if candidates:
             unavailable = getattr(device, "gemm_unavailable", lambda: "the device has no gemm")()
             if unavailable is None:
@@ -297,6 +301,12 @@ class CudaRunner:
                     self.views.subtensor(step, node, values, host_copies)
                 elif kind == "inc_subtensor":
                     if not self.updates.run(step, node, values, host_copies, launched):
+                        self._host_round_trip(step, values, host_copies)
+                elif kind == "alloc":
+                    if not self.updates.alloc(step, values, host_copies, launched):
+                        self._host_round_trip(step, values, host_copies)
+                elif kind == "conv2d":
+                    if not self.convolutions.run(step, node, values, launched):
                         self._host_round_trip(step, values, host_copies)
                 elif kind in ("gather", "scatter_add"):
                     # An index out of range: the reference raises NumPy's IndexError.

@@ -239,6 +239,10 @@ class DeviceProducts:
         values[step.outputs[0].index] = result
         self.release_packed(launched)
 
+    def hold_until_released(self, array) -> None:
+        """Keep ``array`` (a scratch buffer a launched kernel reads) until ``release_packed``."""
+        self._scratch.append(array)
+
     def release_packed(self, launched: list) -> None:
         """Free the packed copies made since the last call, once the kernels reading them
         have finished."""
@@ -270,9 +274,9 @@ class DeviceProducts:
         single = self._as_single_product(a, layout, batch, item)
         if single is not None:
             rows, view_a = single
-            self._gemm(site, launched, a.dtype.name, rows, n, k, 1,
-                       GemmOperand(a.ptr, *view_a, 0), GemmOperand(b.ptr, *view_b, 0),
-                       GemmOperand(out.ptr, False, n, 0))
+            self.gemm_call(site, launched, a.dtype.name, rows, n, k, 1,
+                           GemmOperand(a.ptr, *view_a, 0), GemmOperand(b.ptr, *view_b, 0),
+                           GemmOperand(out.ptr, False, n, 0))
             return out
         view_a = blas_view(m, k, layout.rsa, layout.csa, item)
         self._batched(site, launched, a, b, out, layout, view_a, view_b)
@@ -327,10 +331,10 @@ class DeviceProducts:
             offset_a = sum(i * layout.batch_a[d] for i, d in zip(index, outer))
             offset_b = sum(i * layout.batch_b[d] for i, d in zip(index, outer))
             offset_c = number * inner_count * m * n * item
-            self._gemm(site, launched, a.dtype.name, m, n, k, inner_count,
-                       GemmOperand(a.ptr + offset_a, *view_a, stride_a),
-                       GemmOperand(b.ptr + offset_b, *view_b, stride_b),
-                       GemmOperand(out.ptr + offset_c, False, n, m * n))
+            self.gemm_call(site, launched, a.dtype.name, m, n, k, inner_count,
+                           GemmOperand(a.ptr + offset_a, *view_a, stride_a),
+                           GemmOperand(b.ptr + offset_b, *view_b, stride_b),
+                           GemmOperand(out.ptr + offset_c, False, n, m * n))
 
     # -- tensordot -----------------------------------------------------------------------------
     def tensordot(self, a, b, axes_a: Sequence[int], axes_b: Sequence[int], site: ErrorSite,
@@ -360,8 +364,9 @@ class DeviceProducts:
         if view_b is None:
             b = self.pack(b, list(axes_b) + free_b, site, launched)
             view_b = blas_view(k, n, n * item, item, item)
-        self._gemm(site, launched, a.dtype.name, m, n, k, 1, GemmOperand(a.ptr, *view_a, 0),
-                   GemmOperand(b.ptr, *view_b, 0), GemmOperand(out.ptr, False, n, 0))
+        self.gemm_call(site, launched, a.dtype.name, m, n, k, 1,
+                       GemmOperand(a.ptr, *view_a, 0), GemmOperand(b.ptr, *view_b, 0),
+                       GemmOperand(out.ptr, False, n, 0))
         return out
 
     @staticmethod
@@ -374,7 +379,7 @@ class DeviceProducts:
         return blas_view(rows, cols, row[1], col[1], item)
 
     # -- calls ---------------------------------------------------------------------------------
-    def _gemm(self, site: ErrorSite, launched: list, dtype: str, m: int, n: int, k: int,
+    def gemm_call(self, site: ErrorSite, launched: list, dtype: str, m: int, n: int, k: int,
               batch: int, a: GemmOperand, b: GemmOperand, c: GemmOperand) -> None:
         from tracejit.cuda.executor import KernelLaunchError
         if max(m, n, k, batch, a.ld, b.ld, c.ld) > INT32_MAX:

@@ -25,8 +25,9 @@ softmax rows or reshapes also gets one strided copy kernel (``CudaModule.pack``,
 tracejit/cuda/gemm.py), one with softmax rows the row kernels
 (``CudaModule.softmax``, tracejit/cuda/rows.py), and one with basic
 IncSubtensor steps the strided update kernels (``CudaModule.update``,
-tracejit/cuda/inc_subtensor.py); gathers and scatter-adds through index
-arrays have theirs (``CudaModule.gather``, tracejit/cuda/gather.py).
+tracejit/cuda/strided_writes.py, which also fill Allocs); gathers and scatter-adds through index
+arrays have theirs (``CudaModule.gather``, tracejit/cuda/gather.py), and
+conv2d its patch gather (``CudaModule.im2col``, tracejit/cuda/conv.py).
 
 Kernel parameters are plain scalars and pointers (``KernelSpec.params``),
 so a launch needs no struct packing, whichever driver binding makes it.
@@ -44,8 +45,9 @@ from tracejit.codegen.c_prelude import C_TYPES
 from tracejit.codegen.c_render import BodyRenderer, _reduction_parts
 from tracejit.codegen.kernel_ir import ElementwiseLoop, KernelProgram, ReduceLoop, ScalarStep
 from tracejit.cuda.gemm import gemm_steps, pack_kernel
+from tracejit.cuda.conv import conv_steps, im2col_kernels
 from tracejit.cuda.gather import gather_kernels
-from tracejit.cuda.inc_subtensor import update_kernels
+from tracejit.cuda.strided_writes import update_kernels
 from tracejit.cuda.prelude import cuda_prelude
 from tracejit.cuda.rows import softmax_kernels, softmax_steps
 from tracejit.cuda.views import view_steps
@@ -94,11 +96,13 @@ class CudaModule:
     pack: KernelSpec | None = None
     # dtype -> the softmax row kernel (tracejit/cuda/rows.py), in programs with Softmax.
     softmax: dict[str, KernelSpec] = field(default_factory=dict)
-    # dtype -> the strided update kernel (tracejit/cuda/inc_subtensor.py), in programs
-    # with basic IncSubtensor steps.
+    # dtype -> the strided update kernel (tracejit/cuda/strided_writes.py), in programs
+    # with basic IncSubtensor, Alloc or scatter-add steps.
     update: dict[str, KernelSpec] = field(default_factory=dict)
     # "gather<item size>" / "scatter_<dtype>" -> kernel (tracejit/cuda/gather.py).
     gather: dict[str, KernelSpec] = field(default_factory=dict)
+    # dtype -> the patch-gathering kernel of conv2d (tracejit/cuda/conv.py).
+    im2col: dict[str, KernelSpec] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -150,7 +154,8 @@ class CudaRenderer:
                 self.launches[number] = ReduceLaunch(kernel, combine, step)
         pack, softmax = None, {}
         has_rows = bool(softmax_steps(self.program))
-        if has_rows or gemm_steps(self.program) or view_steps(self.program):
+        if has_rows or gemm_steps(self.program) or view_steps(self.program) or \
+                conv_steps(self.program):
             text, pack = pack_kernel(f"{self.prefix}_pack")
             self.texts.append(text)
             self.kernels.append(pack)
@@ -166,8 +171,12 @@ class CudaRenderer:
         if gather:
             self.texts.append(text)
             self.kernels.extend(gather.values())
+        text, im2col = im2col_kernels(self.program, self.prefix)
+        if im2col:
+            self.texts.append(text)
+            self.kernels.extend(im2col.values())
         return CudaModule(self.program, "\n\n".join(self.texts), self.kernels, self.launches,
-                          pack, softmax, update, gather)
+                          pack, softmax, update, gather, im2col)
 
     def _emit(self, spec: KernelSpec, body: list[str]) -> KernelSpec:
         params = ", ".join(f"{ctype} {name}" for ctype, name in spec.params)

@@ -1,12 +1,13 @@
-"""set_subtensor / inc_subtensor with basic indices on the device.
+"""Strided writes on the device: set_subtensor / inc_subtensor with basic indices, and alloc.
 
 Gradients of slices are IncSubtensor nodes (``zeros_like(x)`` with the
-slice's gradient added in), so a training step that slices its inputs has
-them on every call; without this each one copies both tensors to the host
-and back.
+slice's gradient added in), and gradients of strided convolutions allocate
+zeros to dilate into, so a training step has them on every call; without
+this each one copies its tensors to the host and back.
 
-The result is a fresh C-ordered copy of ``x`` with ``y`` written or added
-into the selection. Both moves are the same strided kernel, one per dtype:
+An IncSubtensor's result is a fresh C-ordered copy of ``x`` with ``y``
+written or added into the selection; an Alloc's is its value broadcast into
+fresh memory. Every move is the same strided kernel, one per dtype:
 ``dst[i] = src[i]`` or ``dst[i] += src[i]`` over an up to 8-d shape with
 byte strides for each side (0 where ``src`` broadcasts). A basic index never
 selects one element twice, so the additions cannot race. The selection is
@@ -25,6 +26,7 @@ from tracejit.codegen.c_prelude import C_TYPES
 from tracejit.codegen.kernel_ir import KernelProgram, PythonCall
 from tracejit.cuda.views import basic_view
 from tracejit.ops.indexing import IncSubtensor
+from tracejit.ops.shape import Alloc
 
 UPDATE_MAX_DIMS = 8  # more dimensions: the node keeps its host round trip
 
@@ -41,9 +43,17 @@ def inc_subtensor_steps(program: KernelProgram) -> dict[int, str]:
     return found
 
 
+def alloc_steps(program: KernelProgram) -> dict[int, str]:
+    """Step number -> "alloc", for the Alloc steps of ``program`` (any dtype the kernels copy)."""
+    return {number: "alloc" for number, step in enumerate(program.steps)
+            if isinstance(step, PythonCall) and
+            isinstance(program.python_nodes[step.callback].op, Alloc) and
+            program.python_nodes[step.callback].outputs[0].type.dtype in C_TYPES}
+
+
 def update_kernels(program: KernelProgram, prefix: str) -> tuple[str, dict[str, Any]]:
-    """The strided update kernels of the dtypes ``program``'s IncSubtensor steps use:
-    (source text, dtype -> KernelSpec)."""
+    """The strided update kernels of the dtypes ``program``'s IncSubtensor, Alloc and
+    scatter-add steps use: (source text, dtype -> KernelSpec)."""
     from tracejit.cuda.render import KernelSpec
     dims = range(UPDATE_MAX_DIMS)
     params = [("int64_t", "n"), ("int64_t", "nd"), ("int", "add"), ("char *", "dst"),
@@ -54,7 +64,8 @@ def update_kernels(program: KernelProgram, prefix: str) -> tuple[str, dict[str, 
     # Scatter-adds (tracejit/cuda/gather.py) start from a copy made by these kernels too.
     scatters = [n for n, kind in gather_steps(program).items() if kind == "scatter_add"]
     dtypes = sorted({program.python_nodes[program.steps[n].callback].outputs[0].type.dtype
-                     for n in [*inc_subtensor_steps(program), *scatters]})
+                     for n in [*inc_subtensor_steps(program), *alloc_steps(program),
+                               *scatters]})
     texts, specs = [], {}
     for dtype in dtypes:
         ctype = C_TYPES[dtype]
@@ -109,8 +120,8 @@ def _source_strides(y_shape: tuple, y_strides: tuple, target: tuple, site) -> li
     return aligned
 
 
-class DeviceIncSubtensor:
-    """The basic IncSubtensor steps of one CudaRunner."""
+class DeviceStridedWrites:
+    """The basic IncSubtensor and the Alloc steps of one CudaRunner."""
 
     def __init__(self, runner, specs: dict[str, Any]) -> None:
         self.runner = runner
@@ -133,6 +144,24 @@ class DeviceIncSubtensor:
         source = _source_strides(y.shape, y.strides, selection.shape, step.site)
         self._launch(selection, y, selection.shape, source, not node.op.set_instead_of_inc,
                      step.site, launched)
+        values[step.outputs[0].index] = out
+        return True
+
+    def alloc(self, step: PythonCall, values: dict, host_copies: dict, launched: list) -> bool:
+        """Fill fresh memory with the value broadcast; False (nothing done) above
+        UPDATE_MAX_DIMS or where the value does not broadcast (the reference raises)."""
+        runner = self.runner
+        value = values[step.inputs[0].index]
+        shape = tuple(int(host_copies[b.index] if b.index in host_copies
+                          else runner.to_host(values[b.index])) for b in step.inputs[1:])
+        if len(shape) > UPDATE_MAX_DIMS or any(n < 0 for n in shape):
+            return False
+        try:
+            source = _source_strides(value.shape, value.strides, shape, step.site)
+        except ValueError:
+            return False
+        out = runner._empty(shape, step.outputs[0].dtype)
+        self._launch(out, value, shape, source, False, step.site, launched)
         values[step.outputs[0].index] = out
         return True
 

@@ -1,5 +1,5 @@
 """device="cuda": set_subtensor / inc_subtensor with basic indices as strided update kernels
-(tracejit/cuda/inc_subtensor.py), on the emulated device, against the NumPy reference."""
+(tracejit/cuda/strided_writes.py), on the emulated device, against the NumPy reference."""
 
 from __future__ import annotations
 
@@ -65,9 +65,21 @@ def test_errors_name_the_op_and_the_line(device):
     widen = tj.function([x, y], T.inc_subtensor(x[:, :2], y), device="cuda")
     with pytest.raises(ValueError, match=r"(?s)IncSubtensor.*could not broadcast input array "
                                          r"from shape \(3, 3\) into shape \(3, 2\).*"
-                                         r"test_cuda_inc_subtensor.py"):
+                                         r"test_cuda_strided_writes.py"):
         widen(np.ones((3, 4)), np.ones((3, 3)))
     row = tj.function([x, y, i], T.set_subtensor(x[i], y[0]), device="cuda")
     with pytest.raises(IndexError, match=r"(?s)SetSubtensor.*out of bounds.*"
-                                         r"test_cuda_inc_subtensor.py"):
+                                         r"test_cuda_strided_writes.py"):
         row(np.ones((3, 4)), np.ones((1, 4)), 3)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int16", "bool"])
+def test_alloc_broadcasts_its_value_into_fresh_memory(device, dtype):
+    value, rows = T.TensorType(dtype, (False,))("value"), T.lscalar("rows")
+    on_device = tj.function([value, rows], T.alloc(value, rows, 3), device="cuda")
+    assert not on_device._runner.reference_nodes
+    filler = (np.arange(3) % 2).astype(dtype)
+    np.testing.assert_array_equal(on_device(filler, 4), np.broadcast_to(filler, (4, 3)))
+    np.testing.assert_array_equal(on_device(filler, 0), np.empty((0, 3), dtype))
+    with pytest.raises(ValueError):
+        on_device(np.ones(2, dtype), 4)  # does not broadcast: the reference's error
