@@ -83,3 +83,16 @@ def test_alloc_broadcasts_its_value_into_fresh_memory(device, dtype):
     np.testing.assert_array_equal(on_device(filler, 0), np.empty((0, 3), dtype))
     with pytest.raises(ValueError):
         on_device(np.ones(2, dtype), 4)  # does not broadcast: the reference's error
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_concatenate_copies_each_piece_into_place(device, axis):
+    a, b = T.dmatrix("a"), T.dmatrix("b")
+    joined = T.concatenate([a, b.T, a * 2], axis=axis)
+    on_device = tj.function([a, b], joined, device="cuda")
+    reference = tj.function([a, b], joined, mode="FAST_COMPILE")
+    assert not on_device._runner.reference_nodes
+    left, right = np.arange(6.0).reshape(2, 3), np.arange(6.0, 12.0).reshape(3, 2)
+    np.testing.assert_array_equal(on_device(left, right), reference(left, right))
+    with pytest.raises(ValueError, match="dimensions except for the concatenation axis"):
+        on_device(left, np.ones((4, 4)))

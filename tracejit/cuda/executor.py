@@ -54,7 +54,7 @@ from tracejit.cuda.gemm import DeviceProducts, GemmCall, gemm_steps
 from tracejit.cuda.conv import DeviceConvolutions, conv_steps
 from tracejit.cuda.gather import DeviceGathers, gather_steps
 from tracejit.cuda.strided_writes import (
-    DeviceStridedWrites, alloc_steps, inc_subtensor_steps)
+    DeviceStridedWrites, alloc_steps, inc_subtensor_steps, join_steps)
 from tracejit.cuda.interface import is_device_array, read_layout
 from tracejit.cuda.render import CudaModule, ElementwiseLaunch, KernelSpec, ReduceLaunch
 from tracejit.cuda.rows import DeviceRows, softmax_steps
@@ -156,7 +156,8 @@ class CudaRunner:
         self.convolutions = DeviceConvolutions(self, self.products, module.im2col)
         self.device_steps: dict[int, str] = {**softmax_steps(program), **view_steps(program),
                                              **inc_subtensor_steps(program),
-                                             **alloc_steps(program), **gather_steps(program)}
+                                             **alloc_steps(program), **join_steps(program),
+                                             **gather_steps(program)}
         self.round_trip_notes: list[str] = []
         candidates = {**gemm_steps(program), **conv_steps(program)}
         if candidates:
@@ -304,6 +305,9 @@ class CudaRunner:
                         self._host_round_trip(step, values, host_copies)
                 elif kind == "alloc":
                     if not self.updates.alloc(step, values, host_copies, launched):
+                        self._host_round_trip(step, values, host_copies)
+                elif kind == "join":
+                    if not self.updates.join(step, node, values, launched):
                         self._host_round_trip(step, values, host_copies)
                 elif kind == "conv2d":
                     if not self.convolutions.run(step, node, values, launched):

@@ -1,4 +1,4 @@
-"""Strided writes on the device: set_subtensor / inc_subtensor with basic indices, and alloc.
+"""Strided writes on the device: set/inc_subtensor with basic indices, alloc, concatenate.
 
 Gradients of slices are IncSubtensor nodes (``zeros_like(x)`` with the
 slice's gradient added in), and gradients of strided convolutions allocate
@@ -7,7 +7,7 @@ this each one copies its tensors to the host and back.
 
 An IncSubtensor's result is a fresh C-ordered copy of ``x`` with ``y``
 written or added into the selection; an Alloc's is its value broadcast into
-fresh memory. Every move is the same strided kernel, one per dtype:
+fresh memory; a Join's is each piece copied into its place. Every move is the same strided kernel, one per dtype:
 ``dst[i] = src[i]`` or ``dst[i] += src[i]`` over an up to 8-d shape with
 byte strides for each side (0 where ``src`` broadcasts). A basic index never
 selects one element twice, so the additions cannot race. The selection is
@@ -18,6 +18,7 @@ do, through unsigned arithmetic.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from tracejit.codegen.c_prelude import C_TYPES
 from tracejit.codegen.kernel_ir import KernelProgram, PythonCall
 from tracejit.cuda.views import basic_view
 from tracejit.ops.indexing import IncSubtensor
-from tracejit.ops.shape import Alloc
+from tracejit.ops.shape import Alloc, Join
 
 UPDATE_MAX_DIMS = 8  # more dimensions: the node keeps its host round trip
 
@@ -51,8 +52,21 @@ def alloc_steps(program: KernelProgram) -> dict[int, str]:
             program.python_nodes[step.callback].outputs[0].type.dtype in C_TYPES}
 
 
+def join_steps(program: KernelProgram) -> dict[int, str]:
+    """Step number -> "join", for concatenations whose pieces all have the result's dtype."""
+    found = {}
+    for number, step in enumerate(program.steps):
+        if isinstance(step, PythonCall):
+            node = program.python_nodes[step.callback]
+            dtype = node.outputs[0].type.dtype
+            if isinstance(node.op, Join) and dtype in C_TYPES and \
+                    all(i.type.dtype == dtype for i in node.inputs):
+                found[number] = "join"
+    return found
+
+
 def update_kernels(program: KernelProgram, prefix: str) -> tuple[str, dict[str, Any]]:
-    """The strided update kernels of the dtypes ``program``'s IncSubtensor, Alloc and
+    """The strided update kernels of the dtypes ``program``'s IncSubtensor, Alloc, Join and
     scatter-add steps use: (source text, dtype -> KernelSpec)."""
     from tracejit.cuda.render import KernelSpec
     dims = range(UPDATE_MAX_DIMS)
@@ -65,7 +79,7 @@ def update_kernels(program: KernelProgram, prefix: str) -> tuple[str, dict[str, 
     scatters = [n for n, kind in gather_steps(program).items() if kind == "scatter_add"]
     dtypes = sorted({program.python_nodes[program.steps[n].callback].outputs[0].type.dtype
                      for n in [*inc_subtensor_steps(program), *alloc_steps(program),
-                               *scatters]})
+                               *join_steps(program), *scatters]})
     texts, specs = [], {}
     for dtype in dtypes:
         ctype = C_TYPES[dtype]
@@ -121,7 +135,7 @@ def _source_strides(y_shape: tuple, y_strides: tuple, target: tuple, site) -> li
 
 
 class DeviceStridedWrites:
-    """The basic IncSubtensor and the Alloc steps of one CudaRunner."""
+    """The basic IncSubtensor, Alloc and Join steps of one CudaRunner."""
 
     def __init__(self, runner, specs: dict[str, Any]) -> None:
         self.runner = runner
@@ -162,6 +176,27 @@ class DeviceStridedWrites:
             return False
         out = runner._empty(shape, step.outputs[0].dtype)
         self._launch(out, value, shape, source, False, step.site, launched)
+        values[step.outputs[0].index] = out
+        return True
+
+    def join(self, step: PythonCall, node, values: dict, launched: list) -> bool:
+        """Copy each piece into its place in fresh memory; False (nothing done) above
+        UPDATE_MAX_DIMS or for shapes the reference rejects (it raises)."""
+        pieces = [values[b.index] for b in step.inputs]
+        axis, first = node.op.axis, pieces[0].shape
+        if len(first) > UPDATE_MAX_DIMS or any(
+                len(p.shape) != len(first) or
+                any(n != m for d, (n, m) in enumerate(zip(p.shape, first)) if d != axis)
+                for p in pieces):
+            return False
+        shape = list(first)
+        shape[axis] = sum(p.shape[axis] for p in pieces)
+        out = self.runner._empty(shape, step.outputs[0].dtype)
+        offset = 0
+        for piece in pieces:
+            place = replace(out, ptr=out.ptr + offset * out.strides[axis], shape=piece.shape)
+            self.copy_into(place, piece, step.site, launched)
+            offset += piece.shape[axis]
         values[step.outputs[0].index] = out
         return True
 
