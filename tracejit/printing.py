@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import sys
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from tracejit.graph.basic import Constant, SharedVariable, Variable
 

@@ -12,7 +12,7 @@ import pytest
 
 import tracejit as tj
 import tracejit.tensor as T
-from tracejit.codegen.backend import c_runner, generate_source
+from tracejit.codegen.backend import c_runner
 from tracejit.runtime.interpreter import Interpreter
 from tracejit.graph.fgraph import FunctionGraph
 from tracejit.graph.type import TensorType

@@ -23,7 +23,6 @@ from tracejit.codegen import graph_cache
 from tracejit.codegen.cache import CacheWarning
 from tracejit.graph.basic import Apply, Op
 from tracejit.graph.fgraph import FunctionGraph
-from tracejit.graph.type import TensorType
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 # Subprocesses import this checkout's tracejit, whatever is installed.

@@ -22,7 +22,6 @@ import pytest
 
 pytest.importorskip("numba")
 
-import tracejit as tj  # noqa: E402
 import tracejit.tensor as T  # noqa: E402
 from tracejit.codegen.kernel_ir import ElementwiseLoop, Release  # noqa: E402
 from tracejit.codegen.lower import lower_graph  # noqa: E402

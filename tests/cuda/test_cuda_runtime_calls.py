@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import ctypes
 import gc
-import os
 import shutil
 import subprocess
 import sys

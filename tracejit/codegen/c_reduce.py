@@ -303,7 +303,6 @@ def _row_reduce_path(loop: ReduceLoop, kept: list[int], reduced: list[int],
     results with the same helpers as the general path, so a NaN propagates
     exactly as there.
     """
-    nd = loop.input_ndim
     first = reduced[0]
     count = len(reduced)
     acc_type = C_TYPES[loop.accumulator_dtype]

@@ -232,6 +232,12 @@ class KernelProgram:
         native = {step.callback for step in self.steps if isinstance(step, OpKernel)}
         return [node for i, node in enumerate(self.python_nodes) if i not in native]
 
+    def python_calls(self) -> list[tuple[int, "PythonCall", Any]]:
+        """(step number, step, node) for every step that calls a node (PythonCall and
+        OpKernel): what a backend without a kernel for it runs through the reference."""
+        return [(number, step, self.python_nodes[step.callback])
+                for number, step in enumerate(self.steps) if isinstance(step, PythonCall)]
+
     def buffers(self) -> list[Buffer]:
         seen: dict[int, Buffer] = {}
         for buffer in self.inputs + [b for b, _ in self.constants]:

@@ -516,7 +516,6 @@ class NumbaRunner:
 def generate_numba_source(fgraph) -> tuple[KernelProgram, str]:
     """The kernel program of ``fgraph`` and its numba source (deterministic text)."""
     from tracejit.codegen.lower import lower_graph
-    from tracejit.codegen.numba_render import render_numba_module
 
     program = lower_graph(fgraph)
     return program, render_numba_module(program)

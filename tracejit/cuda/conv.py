@@ -29,15 +29,14 @@ from tracejit.ops.conv import Conv2D, conv_output_length, padding_for
 
 def conv_steps(program: KernelProgram) -> dict[int, str]:
     """Step number -> "conv2d", for the float conv2d steps a device gemm can compute."""
-    found = {}
-    for number, step in enumerate(program.steps):
-        if isinstance(step, PythonCall):
-            node = program.python_nodes[step.callback]
-            dtype = node.outputs[0].type.dtype
-            if isinstance(node.op, Conv2D) and dtype in GEMM_DTYPES and \
-                    all(i.type.dtype == dtype for i in node.inputs):
-                found[number] = "conv2d"
-    return found
+    return {number: "conv2d" for number, _, node in program.python_calls()
+            if isinstance(node.op, Conv2D) and _all_of_dtype(node, GEMM_DTYPES)}
+
+
+def _all_of_dtype(node, dtypes) -> bool:
+    """Whether the node's result has one of ``dtypes`` and its inputs the same."""
+    dtype = node.outputs[0].type.dtype
+    return dtype in dtypes and all(i.type.dtype == dtype for i in node.inputs)
 
 
 _PARAMS = (("int64_t", "total"), ("char *", "cols"), ("const char *", "x"),

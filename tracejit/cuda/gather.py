@@ -52,10 +52,7 @@ def _pattern(spec: tuple) -> int | None:
 def gather_steps(program: KernelProgram) -> dict[int, str]:
     """Step number -> "gather" or "scatter_add", for the steps these kernels compute."""
     found = {}
-    for number, step in enumerate(program.steps):
-        if not isinstance(step, PythonCall):
-            continue
-        node = program.python_nodes[step.callback]
+    for number, _, node in program.python_calls():
         op = node.op
         if not isinstance(op, (Subtensor, IncSubtensor)) or not op.advanced:
             continue

@@ -86,11 +86,10 @@ def gemm_kind(node) -> str | None:
 def gemm_steps(program: KernelProgram) -> dict[int, str]:
     """Step number -> kind, for the steps of ``program`` a device gemm can compute."""
     found = {}
-    for number, step in enumerate(program.steps):
-        if isinstance(step, PythonCall):
-            kind = gemm_kind(program.python_nodes[step.callback])
-            if kind is not None:
-                found[number] = kind
+    for number, _, node in program.python_calls():
+        kind = gemm_kind(node)
+        if kind is not None:
+            found[number] = kind
     return found
 
 

@@ -152,31 +152,26 @@ class CudaRenderer:
             elif isinstance(step, ReduceLoop):
                 kernel, combine = self.reduce_kernels(f"{self.prefix}_{number}", step)
                 self.launches[number] = ReduceLaunch(kernel, combine, step)
-        pack, softmax = None, {}
+        pack = None
         has_rows = bool(softmax_steps(self.program))
         if has_rows or gemm_steps(self.program) or view_steps(self.program) or \
                 conv_steps(self.program):
             text, pack = pack_kernel(f"{self.prefix}_pack")
             self.texts.append(text)
             self.kernels.append(pack)
-        if has_rows:
-            text, softmax = softmax_kernels(self.prefix)
-            self.texts.append(text)
-            self.kernels.extend(softmax.values())
-        text, update = update_kernels(self.program, self.prefix)
-        if update:
-            self.texts.append(text)
-            self.kernels.extend(update.values())
-        text, gather = gather_kernels(self.program, self.prefix)
-        if gather:
-            self.texts.append(text)
-            self.kernels.extend(gather.values())
-        text, im2col = im2col_kernels(self.program, self.prefix)
-        if im2col:
-            self.texts.append(text)
-            self.kernels.extend(im2col.values())
+        # The hand-written kernel families, each only where the program has its steps.
+        softmax = self._add_family(*(softmax_kernels(self.prefix) if has_rows else ("", {})))
+        update = self._add_family(*update_kernels(self.program, self.prefix))
+        gather = self._add_family(*gather_kernels(self.program, self.prefix))
+        im2col = self._add_family(*im2col_kernels(self.program, self.prefix))
         return CudaModule(self.program, "\n\n".join(self.texts), self.kernels, self.launches,
                           pack, softmax, update, gather, im2col)
+
+    def _add_family(self, text: str, specs: dict[str, KernelSpec]) -> dict[str, KernelSpec]:
+        if specs:
+            self.texts.append(text)
+            self.kernels.extend(specs.values())
+        return specs
 
     def _emit(self, spec: KernelSpec, body: list[str]) -> KernelSpec:
         params = ", ".join(f"{ctype} {name}" for ctype, name in spec.params)

@@ -30,14 +30,9 @@ ROW_DTYPES = {"float32": ("float", "double"), "float64": ("double", "double")}
 
 def softmax_steps(program: KernelProgram) -> dict[int, str]:
     """Step number -> "softmax", for the Softmax steps of ``program`` a row kernel computes."""
-    found = {}
-    for number, step in enumerate(program.steps):
-        if isinstance(step, PythonCall):
-            node = program.python_nodes[step.callback]
-            if isinstance(node.op, Softmax) and node.outputs[0].type.dtype in ROW_DTYPES and \
-                    node.inputs[0].type.dtype == node.outputs[0].type.dtype:
-                found[number] = "softmax"
-    return found
+    return {number: "softmax" for number, _, node in program.python_calls()
+            if isinstance(node.op, Softmax) and node.outputs[0].type.dtype in ROW_DTYPES and
+            node.inputs[0].type.dtype == node.outputs[0].type.dtype}
 
 
 def softmax_kernels(prefix: str) -> tuple[str, dict[str, Any]]:

@@ -34,35 +34,22 @@ UPDATE_MAX_DIMS = 8  # more dimensions: the node keeps its host round trip
 
 def inc_subtensor_steps(program: KernelProgram) -> dict[int, str]:
     """Step number -> "inc_subtensor", for the basic IncSubtensor steps of ``program``."""
-    found = {}
-    for number, step in enumerate(program.steps):
-        if isinstance(step, PythonCall):
-            node = program.python_nodes[step.callback]
-            if isinstance(node.op, IncSubtensor) and not node.op.advanced and \
-                    node.outputs[0].type.dtype in C_TYPES:
-                found[number] = "inc_subtensor"
-    return found
+    return {number: "inc_subtensor" for number, _, node in program.python_calls()
+            if isinstance(node.op, IncSubtensor) and not node.op.advanced and
+            node.outputs[0].type.dtype in C_TYPES}
 
 
 def alloc_steps(program: KernelProgram) -> dict[int, str]:
     """Step number -> "alloc", for the Alloc steps of ``program`` (any dtype the kernels copy)."""
-    return {number: "alloc" for number, step in enumerate(program.steps)
-            if isinstance(step, PythonCall) and
-            isinstance(program.python_nodes[step.callback].op, Alloc) and
-            program.python_nodes[step.callback].outputs[0].type.dtype in C_TYPES}
+    return {number: "alloc" for number, _, node in program.python_calls()
+            if isinstance(node.op, Alloc) and node.outputs[0].type.dtype in C_TYPES}
 
 
 def join_steps(program: KernelProgram) -> dict[int, str]:
     """Step number -> "join", for concatenations whose pieces all have the result's dtype."""
-    found = {}
-    for number, step in enumerate(program.steps):
-        if isinstance(step, PythonCall):
-            node = program.python_nodes[step.callback]
-            dtype = node.outputs[0].type.dtype
-            if isinstance(node.op, Join) and dtype in C_TYPES and \
-                    all(i.type.dtype == dtype for i in node.inputs):
-                found[number] = "join"
-    return found
+    return {number: "join" for number, _, node in program.python_calls()
+            if isinstance(node.op, Join) and node.outputs[0].type.dtype in C_TYPES and
+            all(i.type.dtype == node.outputs[0].type.dtype for i in node.inputs)}
 
 
 def update_kernels(program: KernelProgram, prefix: str) -> tuple[str, dict[str, Any]]:

@@ -36,13 +36,11 @@ PACKED_ITEM_SIZES = (4, 8)  # what the strided copy kernel moves
 def view_steps(program: KernelProgram) -> dict[int, str]:
     """Step number -> "reshape" or "subtensor", for the steps of ``program`` computed here."""
     found = {}
-    for number, step in enumerate(program.steps):
-        if isinstance(step, PythonCall):
-            op = program.python_nodes[step.callback].op
-            if isinstance(op, Reshape):
-                found[number] = "reshape"
-            elif isinstance(op, Subtensor) and not op.advanced:
-                found[number] = "subtensor"
+    for number, _, node in program.python_calls():
+        if isinstance(node.op, Reshape):
+            found[number] = "reshape"
+        elif isinstance(node.op, Subtensor) and not node.op.advanced:
+            found[number] = "subtensor"
     return found
 
 
