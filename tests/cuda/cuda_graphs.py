@@ -133,3 +133,10 @@ def conv_graph(dtype: str) -> FunctionGraph:
     w = TensorType(dtype, (False,) * 4)("w")
     out = T.conv2d(x, w, border_mode="half", subsample=(2, 1))
     return FunctionGraph([x, w], [out, *tj.grad((out ** 2).sum(), [x, w])], clone=False)
+
+
+def arg_graph(dtype: str) -> FunctionGraph:
+    """argmax and argmin along an axis and over everything (the row kernels)."""
+    x = TensorType(dtype, (False, False))("x")
+    outputs = [T.argmax(x, axis=1), T.argmin(x, axis=0), T.argmax(x, axis=None)]
+    return FunctionGraph([x], outputs, clone=False)

@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 from tracejit.codegen.lower import lower_graph
+from tracejit.cuda.argbest import arg_steps
 from tracejit.cuda.conv import conv_steps
 from tracejit.cuda.gather import gather_steps
 from tracejit.cuda.render import cuda_source, render_cuda
@@ -26,7 +27,7 @@ from tracejit.cuda.rows import softmax_steps
 from tracejit.cuda.strided_writes import alloc_steps, inc_subtensor_steps
 from tracejit.cuda.views import view_steps
 
-from cuda_graphs import (DTYPES, conv_graph, elementwise_graph, gather_graph,
+from cuda_graphs import (DTYPES, arg_graph, conv_graph, elementwise_graph, gather_graph,
                          inc_subtensor_graph, reduction_graph, softmax_graph)
 
 NVCC = shutil.which("nvcc")
@@ -43,6 +44,7 @@ def _modules(dtypes):
         modules.append(render_cuda(lower_graph(inc_subtensor_graph(dtype)),
                                    prefix=f"inc_subtensor_{dtype}"))
         modules.append(render_cuda(lower_graph(gather_graph(dtype)), prefix=f"gather_{dtype}"))
+        modules.append(render_cuda(lower_graph(arg_graph(dtype)), prefix=f"arg_{dtype}"))
         if dtype in ("float32", "float64"):
             modules.append(render_cuda(lower_graph(softmax_graph(dtype)),
                                        prefix=f"softmax_{dtype}"))
@@ -53,7 +55,8 @@ def _modules(dtypes):
 def _on_device(program) -> set[int]:
     """The reference nodes that run as device kernels of their own, not round trips."""
     steps = {**softmax_steps(program), **inc_subtensor_steps(program), **view_steps(program),
-             **gather_steps(program), **alloc_steps(program), **conv_steps(program)}
+             **gather_steps(program), **alloc_steps(program), **conv_steps(program),
+             **arg_steps(program)}
     return {program.steps[n].callback for n in steps}
 
 
@@ -68,7 +71,7 @@ def test_every_row_and_reduction_is_rendered_as_a_kernel():
     modules = _modules(DTYPES)
     for module in modules:
         loops = (len(module.launches) + len(module.softmax) + len(module.update) +
-                 len(module.gather) + len(module.im2col))
+                 len(module.gather) + len(module.im2col) + len(module.arg))
         assert loops and len(module.kernels) >= loops
         # Nothing of these graphs runs through a host round trip (float16 aside).
         python_nodes = [n for i, n in enumerate(module.program.python_nodes)
@@ -96,6 +99,7 @@ def test_float_kernels_compile_to_ptx(tmp_path):
     assert ".visible .entry inc_subtensor_float64_update_float64" in ptx
     assert ".visible .entry gather_float64_scatter_float64" in ptx
     assert ".visible .entry conv_float32_im2col_float32" in ptx
+    assert ".visible .entry arg_float64_argmax_float64" in ptx
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not installed")

@@ -8,9 +8,9 @@ shape vectors need no kernel; nor do reshapes and basic indexing, which
 are views too (tracejit/cuda/views.py). Softmax rows and basic
 IncSubtensor and integer-array gathers and scatter-adds have their own
 kernels (tracejit/cuda/rows.py, strided_writes.py, gather.py), and conv2d
-is a patch gather and a gemm (conv.py). Other nodes without a device kernel
-(``PythonCall`` and ``OpKernel`` steps: other advanced indexing, integer
-products...)
+is a patch gather and a gemm (conv.py), argmax/argmin row kernels
+(argbest.py). Other nodes without a device kernel (``PythonCall`` and
+``OpKernel`` steps: other advanced indexing, integer products...)
 make a host round trip: their inputs are copied to the host, the node's
 NumPy reference runs, its outputs are copied back. That is correct but
 slow; it is what ``reference_nodes`` lists. Values computed on the host
@@ -51,6 +51,7 @@ from tracejit.codegen.kernel_ir import (
     Buffer, DimShuffleView, ElementwiseLoop, ErrorSite, KernelProgram, PythonCall, ReduceLoop,
     Release, ShapeVector)
 from tracejit.cuda.gemm import DeviceProducts, GemmCall, gemm_steps
+from tracejit.cuda.argbest import DeviceArgs, arg_steps
 from tracejit.cuda.conv import DeviceConvolutions, conv_steps
 from tracejit.cuda.gather import DeviceGathers, gather_steps
 from tracejit.cuda.strided_writes import (
@@ -154,10 +155,11 @@ class CudaRunner:
         self.updates = DeviceStridedWrites(self, module.update)
         self.gathers = DeviceGathers(self, module.gather)
         self.convolutions = DeviceConvolutions(self, self.products, module.im2col)
+        self.args = DeviceArgs(self, self.products, module.arg)
         self.device_steps: dict[int, str] = {**softmax_steps(program), **view_steps(program),
                                              **inc_subtensor_steps(program),
                                              **alloc_steps(program), **join_steps(program),
-                                             **gather_steps(program)}
+                                             **gather_steps(program), **arg_steps(program)}
         self.round_trip_notes: list[str] = []
         candidates = {**gemm_steps(program), **conv_steps(program)}
         if candidates:
@@ -308,6 +310,9 @@ class CudaRunner:
                         self._host_round_trip(step, values, host_copies)
                 elif kind == "join":
                     if not self.updates.join(step, node, values, launched):
+                        self._host_round_trip(step, values, host_copies)
+                elif kind in ("argmax", "argmin"):
+                    if not self.args.run(step, node, values, launched):
                         self._host_round_trip(step, values, host_copies)
                 elif kind == "conv2d":
                     if not self.convolutions.run(step, node, values, launched):

@@ -214,8 +214,56 @@ __device__ __forceinline__ void tj_softmax_rows(char *out, const char *in, int64
 """
 
 
+# argmax/argmin rows (tracejit/cuda/argbest.py): NumPy's first extreme, and the
+# first NaN for floats. Each thread scans its strided share of a row in index
+# order; thread 0 then takes the best of the threads' candidates.
+_ARG_ROWS = """\
+template <class T> __device__ __forceinline__ bool tj_arg_nan(T) { return false; }
+__device__ __forceinline__ bool tj_arg_nan(float v) { return v != v; }
+__device__ __forceinline__ bool tj_arg_nan(double v) { return v != v; }
+
+/* Whether (v, i) is a better answer than (best, at) for argmax (MAX) or argmin. */
+template <class T, bool MAX>
+__device__ __forceinline__ bool tj_arg_beats(T v, int64_t i, T best, int64_t at) {
+    if (at < 0) return true;
+    if (tj_arg_nan(best)) return tj_arg_nan(v) && i < at;
+    if (tj_arg_nan(v)) return true;
+    if (v == best) return i < at;
+    return MAX ? v > best : v < best;
+}
+
+/* Blocks of at most 1024 threads. */
+template <class T, bool MAX>
+__device__ __forceinline__ void tj_arg_rows(char *out, const char *in, int64_t rows,
+                                            int64_t n) {
+    __shared__ T candidates[1024];
+    __shared__ int64_t positions[1024];
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const T *x = (const T *)in + row * n;
+        T best = T();
+        int64_t at = -1;
+        for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+            if (tj_arg_beats<T, MAX>(x[j], j, best, at)) { best = x[j]; at = j; }
+        candidates[threadIdx.x] = best;
+        positions[threadIdx.x] = at;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            for (unsigned t = 1; t < blockDim.x; t++)
+                if (positions[t] >= 0 &&
+                    tj_arg_beats<T, MAX>(candidates[t], positions[t], best, at)) {
+                    best = candidates[t];
+                    at = positions[t];
+                }
+            ((int64_t *)out)[row] = at;
+        }
+        __syncthreads();  /* the candidates are rewritten for the next row */
+    }
+}
+"""
+
+
 @functools.lru_cache(maxsize=None)
 def cuda_prelude() -> str:
     """Everything generated CUDA kernels may refer to, as one block of C++."""
     return "\n".join([_TYPES, _shared_helpers(), _overloads(), _CLIP_RELU,
-                      _BLOCK_REDUCE, _SOFTMAX_ROWS])
+                      _BLOCK_REDUCE, _SOFTMAX_ROWS, _ARG_ROWS])

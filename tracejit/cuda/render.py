@@ -27,7 +27,8 @@ tracejit/cuda/gemm.py), one with softmax rows the row kernels
 IncSubtensor steps the strided update kernels (``CudaModule.update``,
 tracejit/cuda/strided_writes.py, which also fill Allocs); gathers and scatter-adds through index
 arrays have theirs (``CudaModule.gather``, tracejit/cuda/gather.py), and
-conv2d its patch gather (``CudaModule.im2col``, tracejit/cuda/conv.py).
+conv2d its patch gather (``CudaModule.im2col``, tracejit/cuda/conv.py), and
+argmax/argmin their row kernels (``CudaModule.arg``, tracejit/cuda/argbest.py).
 
 Kernel parameters are plain scalars and pointers (``KernelSpec.params``),
 so a launch needs no struct packing, whichever driver binding makes it.
@@ -45,6 +46,7 @@ from tracejit.codegen.c_prelude import C_TYPES
 from tracejit.codegen.c_render import BodyRenderer, _reduction_parts
 from tracejit.codegen.kernel_ir import ElementwiseLoop, KernelProgram, ReduceLoop, ScalarStep
 from tracejit.cuda.gemm import gemm_steps, pack_kernel
+from tracejit.cuda.argbest import arg_kernels, arg_steps
 from tracejit.cuda.conv import conv_steps, im2col_kernels
 from tracejit.cuda.gather import gather_kernels
 from tracejit.cuda.strided_writes import update_kernels
@@ -103,6 +105,8 @@ class CudaModule:
     gather: dict[str, KernelSpec] = field(default_factory=dict)
     # dtype -> the patch-gathering kernel of conv2d (tracejit/cuda/conv.py).
     im2col: dict[str, KernelSpec] = field(default_factory=dict)
+    # "<max|min>_<dtype>" -> the argmax/argmin row kernel (tracejit/cuda/argbest.py).
+    arg: dict[str, KernelSpec] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -155,7 +159,7 @@ class CudaRenderer:
         pack = None
         has_rows = bool(softmax_steps(self.program))
         if has_rows or gemm_steps(self.program) or view_steps(self.program) or \
-                conv_steps(self.program):
+                conv_steps(self.program) or arg_steps(self.program):
             text, pack = pack_kernel(f"{self.prefix}_pack")
             self.texts.append(text)
             self.kernels.append(pack)
@@ -164,8 +168,9 @@ class CudaRenderer:
         update = self._add_family(*update_kernels(self.program, self.prefix))
         gather = self._add_family(*gather_kernels(self.program, self.prefix))
         im2col = self._add_family(*im2col_kernels(self.program, self.prefix))
+        arg = self._add_family(*arg_kernels(self.program, self.prefix))
         return CudaModule(self.program, "\n\n".join(self.texts), self.kernels, self.launches,
-                          pack, softmax, update, gather, im2col)
+                          pack, softmax, update, gather, im2col, arg)
 
     def _add_family(self, text: str, specs: dict[str, KernelSpec]) -> dict[str, KernelSpec]:
         if specs:
