@@ -21,7 +21,6 @@ from tracejit.codegen.kernel_ir import KernelProgram, PythonCall
 from tracejit.cuda.views import c_ordered
 from tracejit.ops.reduce import Argmax
 
-PACKED_ITEM_SIZES = (4, 8)  # what the strided copy kernel moves
 MAX_BLOCK = 1024            # the kernel's shared candidate arrays
 
 
@@ -58,7 +57,8 @@ class DeviceArgs:
         self.products = products  # for its strided copy kernel
         self.specs = specs
 
-    def run(self, step: PythonCall, node, values: dict, launched: list) -> bool:
+    def run(self, kind: str, step: PythonCall, node, values: dict, host_copies: dict, flag,
+            launched: list) -> bool:
         """Compute the step; False (nothing done) for an empty axis (the reference raises)."""
         runner, site = self.runner, step.site
         x = values[step.inputs[0].index]
@@ -77,7 +77,7 @@ class DeviceArgs:
         if rows:
             last_axis = axis is None or axis == ndim - 1
             if not (last_axis and c_ordered(x)):
-                x = self._packed(x, order, site, launched)
+                x = self.products.pack(x, order, site, launched)
             device = runner.device
             runner._launch(self.specs[f"{node.op.kind}_{x.dtype.name}"],
                            max(1, min(rows, device.max_blocks)),
@@ -86,10 +86,3 @@ class DeviceArgs:
             self.products.release_packed(launched)
         values[step.outputs[0].index] = out
         return True
-
-    def _packed(self, x, order, site, launched: list):
-        if x.dtype.itemsize in PACKED_ITEM_SIZES:
-            return self.products.pack(x, order, site, launched)
-        import numpy as np
-        host = np.transpose(self.runner.to_host(x), order)
-        return self.runner._upload(np.array(host, order="C", copy=True))

@@ -85,7 +85,8 @@ class DeviceConvolutions:
         self.products = products
         self.specs = specs
 
-    def run(self, step: PythonCall, node, values: dict, launched: list) -> bool:
+    def run(self, kind: str, step: PythonCall, node, values: dict, host_copies: dict, flag,
+            launched: list) -> bool:
         """Compute the step; False (nothing done) for shapes the reference rejects."""
         runner, op, site = self.runner, node.op, step.site
         x, w = (values[b.index] for b in step.inputs)

@@ -147,8 +147,8 @@ class CudaRunner:
         # Small constants (shape entries, -1 in a reshape) are read on the host without a copy.
         self.host_constants = {index: value for index, value in host_constants.items()
                                if value.size <= 64}
-        # Matrix products through the device's gemm, where it has one; softmax rows
-        # through their own kernels.
+        # The nodes with device code besides loops: matrix products through the device's
+        # gemm (where it has one), the others through kernels of their own.
         self.products = DeviceProducts(self, module.pack)
         self.rows = DeviceRows(self, self.products, module.softmax)
         self.views = DeviceViews(self, self.products)
@@ -156,6 +156,14 @@ class CudaRunner:
         self.gathers = DeviceGathers(self, module.gather)
         self.convolutions = DeviceConvolutions(self, self.products, module.im2col)
         self.args = DeviceArgs(self, self.products, module.arg)
+        # Step kind -> the object computing it; each has run(kind, step, node, values,
+        # host_copies, flag, launched) -> bool.
+        self.step_families = {
+            "matmul": self.products, "tensordot": self.products, "softmax": self.rows,
+            "reshape": self.views, "subtensor": self.views, "inc_subtensor": self.updates,
+            "alloc": self.updates, "join": self.updates, "gather": self.gathers,
+            "scatter_add": self.gathers, "conv2d": self.convolutions, "argmax": self.args,
+            "argmin": self.args}
         self.device_steps: dict[int, str] = {**softmax_steps(program), **view_steps(program),
                                              **inc_subtensor_steps(program),
                                              **alloc_steps(program), **join_steps(program),
@@ -292,37 +300,13 @@ class CudaRunner:
                 host_copies[step.output.index] = shape
                 values[step.output.index] = self._upload(shape)
             elif isinstance(step, PythonCall):
-                kind = self.device_steps.get(number)
+                family = self.step_families.get(self.device_steps.get(number))
                 node = program.python_nodes[step.callback]
-                if kind is None:
+                # A family declines (False) what its reference must do: raise NumPy's
+                # error for a bad index or shape, or compute a case it has no kernel for.
+                if family is None or not family.run(self.device_steps[number], step, node, values,
+                                                    host_copies, flag, launched):
                     self._host_round_trip(step, values, host_copies)
-                elif kind == "softmax":
-                    self.rows.run(step, node, values, launched)
-                elif kind == "reshape":
-                    self.views.reshape(step, values, host_copies, launched)
-                elif kind == "subtensor":
-                    self.views.subtensor(step, node, values, host_copies)
-                elif kind == "inc_subtensor":
-                    if not self.updates.run(step, node, values, host_copies, launched):
-                        self._host_round_trip(step, values, host_copies)
-                elif kind == "alloc":
-                    if not self.updates.alloc(step, values, host_copies, launched):
-                        self._host_round_trip(step, values, host_copies)
-                elif kind == "join":
-                    if not self.updates.join(step, node, values, launched):
-                        self._host_round_trip(step, values, host_copies)
-                elif kind in ("argmax", "argmin"):
-                    if not self.args.run(step, node, values, launched):
-                        self._host_round_trip(step, values, host_copies)
-                elif kind == "conv2d":
-                    if not self.convolutions.run(step, node, values, launched):
-                        self._host_round_trip(step, values, host_copies)
-                elif kind in ("gather", "scatter_add"):
-                    # An index out of range: the reference raises NumPy's IndexError.
-                    if not self.gathers.run(kind, step, node, values, flag, launched):
-                        self._host_round_trip(step, values, host_copies)
-                else:
-                    self.products.run(kind, step, node, values, launched)
             elif isinstance(step, Release):
                 values.pop(step.buffer.index, None)
                 host_copies.pop(step.buffer.index, None)

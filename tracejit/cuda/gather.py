@@ -156,7 +156,8 @@ class DeviceGathers:
         self.runner = runner
         self.specs = specs
 
-    def run(self, kind: str, step: PythonCall, node, values: dict, flag, launched: list) -> bool:
+    def run(self, kind: str, step: PythonCall, node, values: dict, host_copies: dict, flag,
+            launched: list) -> bool:
         """Compute the step; False when an index was out of range (nothing usable was
         written: the caller runs the reference, which raises NumPy's error)."""
         runner = self.runner

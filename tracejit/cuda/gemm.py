@@ -40,6 +40,7 @@ from tracejit.ops.linalg import MatMul, TensorDot
 
 GEMM_DTYPES = ("float32", "float64")
 PACK_MAX_DIMS = 8          # operands of higher rank are packed through the host
+PACK_ITEM_SIZES = (4, 8)   # what the copy kernel moves; others are packed through the host
 INT32_MAX = 2**31 - 1      # cuBLAS takes sizes and leading dimensions as int
 
 
@@ -229,7 +230,8 @@ class DeviceProducts:
         self.pack_spec = pack_spec
         self._scratch: list = []
 
-    def run(self, kind: str, step: PythonCall, node, values: dict, launched: list) -> None:
+    def run(self, kind: str, step: PythonCall, node, values: dict, host_copies: dict, flag,
+            launched: list) -> bool:
         a, b = (values[buffer.index] for buffer in step.inputs)
         if kind == "matmul":
             result = self.matmul(a, b, step.site, launched)
@@ -237,6 +239,7 @@ class DeviceProducts:
             result = self.tensordot(a, b, node.op.axes_a, node.op.axes_b, step.site, launched)
         values[step.outputs[0].index] = result
         self.release_packed(launched)
+        return True
 
     def hold_until_released(self, array) -> None:
         """Keep ``array`` (a scratch buffer a launched kernel reads) until ``release_packed``."""
@@ -397,12 +400,15 @@ class DeviceProducts:
         """A C-contiguous copy of ``array`` with its dimensions in ``order`` (on the device).
 
         A ``temporary`` copy is held until ``release_packed``, after the kernels reading
-        it; the caller keeps any other alive itself."""
+        it; the caller keeps any other alive itself. What the copy kernel cannot move
+        (more than PACK_MAX_DIMS dimensions, items of other than 4 or 8 bytes) goes
+        through the host."""
         order = list(order)
         shape = [array.shape[d] for d in order]
         strides = [array.strides[d] for d in order]
         runner = self.runner
-        if len(shape) > PACK_MAX_DIMS or self.pack_spec is None:
+        if len(shape) > PACK_MAX_DIMS or self.pack_spec is None or \
+                array.dtype.itemsize not in PACK_ITEM_SIZES:
             host = np.transpose(runner.to_host(array), order)
             return runner._upload(np.array(host, order="C", copy=True))
         out = runner._empty(shape, array.dtype.name)

@@ -59,7 +59,8 @@ class DeviceRows:
         self.products = products  # for its strided copy kernel
         self.specs = specs
 
-    def run(self, step: PythonCall, node, values: dict, launched: list) -> None:
+    def run(self, kind: str, step: PythonCall, node, values: dict, host_copies: dict, flag,
+            launched: list) -> bool:
         x = values[step.inputs[0].index]
         shape, axis, ndim = x.shape, node.op.axis, len(x.shape)
         runner, site = self.runner, step.site
@@ -82,3 +83,4 @@ class DeviceRows:
         for position, d in enumerate(order):
             strides[d] = out.strides[position]
         values[step.outputs[0].index] = replace(out, shape=tuple(shape), strides=tuple(strides))
+        return True

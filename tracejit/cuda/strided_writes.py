@@ -128,8 +128,16 @@ class DeviceStridedWrites:
         self.runner = runner
         self.specs = specs
 
-    def run(self, step: PythonCall, node, values: dict, host_copies: dict,
+    def run(self, kind: str, step: PythonCall, node, values: dict, host_copies: dict, flag,
             launched: list) -> bool:
+        if kind == "alloc":
+            return self.alloc(step, values, host_copies, launched)
+        if kind == "join":
+            return self.join(step, node, values, launched)
+        return self.inc_subtensor(step, node, values, host_copies, launched)
+
+    def inc_subtensor(self, step: PythonCall, node, values: dict, host_copies: dict,
+                      launched: list) -> bool:
         """Compute the step on the device; False (nothing done) above UPDATE_MAX_DIMS."""
         runner = self.runner
         x, y = (values[b.index] for b in step.inputs[:2])

@@ -6,8 +6,7 @@ slices its batch).
 
 - Reshape: as in NumPy and the C backend (tracejit/codegen/native/shape.py),
   C-ordered data gets a view; anything else is first copied into C order on
-  the device by the strided copy kernel (tracejit/cuda/gemm.py) -- through
-  the host only for item sizes that kernel does not copy.
+  the device by the strided copy kernel (tracejit/cuda/gemm.py).
 - Basic indexing (ints, slices, newaxis): always a view. NumPy computes it
   on a stand-in array with the device array's shape and strides over a
   one-byte buffer; basic indexing reads no element, and the trailing
@@ -29,9 +28,6 @@ import numpy as np
 from tracejit.codegen.kernel_ir import KernelProgram, PythonCall
 from tracejit.ops.indexing import IndexOutOfBoundsError, Subtensor, numpy_index
 from tracejit.ops.shape import Reshape
-
-PACKED_ITEM_SIZES = (4, 8)  # what the strided copy kernel moves
-
 
 def view_steps(program: KernelProgram) -> dict[int, str]:
     """Step number -> "reshape" or "subtensor", for the steps of ``program`` computed here."""
@@ -66,6 +62,14 @@ class DeviceViews:
         found = host_copies.get(buffer.index)
         return found if found is not None else self.runner.to_host(values[buffer.index])
 
+    def run(self, kind: str, step: PythonCall, node, values: dict, host_copies: dict, flag,
+            launched: list) -> bool:
+        if kind == "reshape":
+            self.reshape(step, values, host_copies, launched)
+        else:
+            self.subtensor(step, node, values, host_copies)
+        return True
+
     def reshape(self, step: PythonCall, values: dict, host_copies: dict, launched: list) -> None:
         x_buffer, shape_buffer = step.inputs
         x = values[x_buffer.index]
@@ -74,7 +78,8 @@ class DeviceViews:
         if x_buffer.index in host_copies:
             host_copies[step.outputs[0].index] = host_copies[x_buffer.index].reshape(shape)
         if not c_ordered(x):
-            x = self._c_ordered_copy(x, step.site, launched)
+            # The copy becomes the reshaped value, not a temporary of this step.
+            x = self.products.pack(x, range(len(x.shape)), step.site, launched, temporary=False)
         item = x.dtype.itemsize
         strides, step_bytes = [], item
         for length in reversed(shape):
@@ -91,13 +96,6 @@ class DeviceViews:
         if step.inputs[0].index in host_copies:  # a shape entry: keep it readable on the host
             host = host_copies[step.inputs[0].index]
             host_copies[out] = host[numpy_index(node.op.spec, index_values) + (Ellipsis,)]
-
-    def _c_ordered_copy(self, x, site, launched: list):
-        runner = self.runner
-        if x.dtype.itemsize not in PACKED_ITEM_SIZES:
-            return runner._upload(runner.to_host(x))
-        # The copy becomes the reshaped value, not a temporary of this step.
-        return self.products.pack(x, range(len(x.shape)), site, launched, temporary=False)
 
 
 def basic_view(array, spec: tuple, index_values, site):

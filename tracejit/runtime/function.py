@@ -72,8 +72,6 @@ def filter_input(value: Any, type_: TensorType, label: str, allow_downcast: bool
     ``device_arrays`` (a CUDA function), never converted.
     """
     target = type_.dtype
-    if is_device_array(value):
-        return _device_input(value, type_, label, device_arrays)
     if isinstance(value, np.ndarray):
         array = value
     elif isinstance(value, np.generic):
@@ -95,6 +93,8 @@ def filter_input(value: Any, type_: TensorType, label: str, allow_downcast: bool
                         not np.array_equal(converted, array):
                     raise TypeError(f"{label}: values {value!r} do not fit in {target}")
                 array = converted
+    elif is_device_array(value):
+        return _device_input(value, type_, label, device_arrays)
     else:
         raise TypeError(f"{label}: expected an array or a number, got {type(value).__name__}")
     if array.dtype.name != target:
